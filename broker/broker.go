@@ -1,0 +1,161 @@
+// Package broker defines how Rocket servers share state and deliver
+// messages to each other: identities, the cluster-wide client directory,
+// per-server inboxes, room fan-out, mailboxes for away clients and server
+// liveness.
+//
+// The package imports nothing of Rocket. Implementations live in their own
+// packages (broker/memory for one process, broker/redis for a cluster) and
+// all pass the conformance suite in broker/brokertest.
+//
+// # Model
+//
+// A server registers with RegisterServer and gets a cluster-unique id and an
+// inbox; the broker calls the server's Handler with what arrives there until
+// the server unregisters or the broker is closed.
+//
+// A client is recorded in the directory with Connect when its WebSocket opens
+// and becomes away with Disconnect when it closes. An away client keeps its
+// session for the mailbox TTL: messages sent to it meanwhile are appended to
+// its mailbox (bounded in length and age) and handed over, in order, by Resume
+// when it comes back on any server. A client that stays away longer than the
+// TTL is forgotten and its mail dropped and counted.
+//
+// Send delivers a message to a client wherever it is: into the inbox of the
+// server that holds it, or into its mailbox when it is away. Publish delivers
+// a message to every server subscribed to a room.
+//
+// # Contract for servers
+//
+// A server records a client locally before it calls Connect or Resume, and
+// calls Disconnect before it forgets the client locally. When its Handler is
+// given a message for a client it no longer holds, it calls Send again: the
+// directory no longer names it, so the message goes where the client is now
+// (another server or the mailbox).
+package broker
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors returned by brokers. Implementations wrap them with context;
+// callers test with errors.Is.
+var (
+	// ErrUnknownClient means the client is neither connected nor away: it
+	// never existed, or its session expired.
+	ErrUnknownClient = errors.New("broker: unknown client")
+	// ErrBadSession means the session secret given to Resume does not match
+	// the one recorded by Connect.
+	ErrBadSession = errors.New("broker: bad session")
+	// ErrUnknownServer means the server id is not registered (any more).
+	ErrUnknownServer = errors.New("broker: unknown server")
+	// ErrClosed means the broker has been closed.
+	ErrClosed = errors.New("broker: closed")
+)
+
+// Handler receives what a broker delivers to one registered server.
+//
+// Methods may be called from any goroutine, concurrently: synchronously from
+// the sender's goroutine by the memory broker, from a reader goroutine by
+// networked brokers. They must not block for long and must not call back into
+// the broker while holding locks that the broker's callers hold. The data
+// slice belongs to the callee only for the duration of the call unless the
+// implementation documents otherwise; callees that keep it must copy it.
+type Handler interface {
+	// Deliver is called with a message for a client that the directory
+	// places on this server.
+	Deliver(clientID string, data []byte)
+	// DeliverRoom is called with a message published to a room this server
+	// subscribed to.
+	DeliverRoom(room string, data []byte)
+}
+
+// Client is a directory record.
+type Client struct {
+	// ID is the cluster-unique client id.
+	ID string
+	// Server is the id of the server holding the client; empty when the
+	// client is away.
+	Server string
+	// Session is the secret that allows the client to resume. Lookup
+	// returns it empty.
+	Session string
+}
+
+// Stats are counters a broker keeps since it was created.
+type Stats struct {
+	// MailDropped counts messages dropped from mailboxes because they
+	// overflowed the length bound.
+	MailDropped uint64
+	// MailExpired counts messages dropped from mailboxes because they (or
+	// their client's session) outlived the TTL.
+	MailExpired uint64
+}
+
+// Broker is what Rocket servers need from the engine that connects them.
+//
+// Every method is safe for concurrent use. Every method that may block takes
+// a context; when the context ends first the method returns its error.
+type Broker interface {
+	// RegisterServer allocates a cluster-unique server id, creates the
+	// server's inbox, keeps the server alive (heartbeat) and calls h with
+	// what arrives for it until UnregisterServer or Close.
+	RegisterServer(ctx context.Context, h Handler) (serverID string, err error)
+
+	// UnregisterServer stops deliveries to the server, marks every client
+	// it held as away (their sessions and mailboxes live on), drops its room
+	// subscriptions and removes its inbox.
+	UnregisterServer(ctx context.Context, serverID string) error
+
+	// NewClientID allocates a cluster-unique client id.
+	NewClientID(ctx context.Context) (string, error)
+
+	// Connect records c (ID, Server and Session set) in the directory.
+	Connect(ctx context.Context, c Client) error
+
+	// Resume moves an existing client to serverID after checking its
+	// session secret, and returns the mail kept for it, oldest first,
+	// removing it from the mailbox. The client may be away or still
+	// recorded on another server (a reconnect that overtook the close);
+	// either way it belongs to serverID afterwards. It returns
+	// ErrUnknownClient when the client is gone and ErrBadSession when the
+	// secret does not match.
+	Resume(ctx context.Context, clientID, session, serverID string) (mail [][]byte, err error)
+
+	// Disconnect marks the client away if the directory still places it on
+	// serverID; if it has moved to another server already, Disconnect does
+	// nothing. The client's session and mailbox then live for the mailbox
+	// TTL.
+	Disconnect(ctx context.Context, clientID, serverID string) error
+
+	// Forget removes a client from the directory with its session and mail.
+	Forget(ctx context.Context, clientID string) error
+
+	// Lookup returns the directory record of a client (without its
+	// session), or ErrUnknownClient.
+	Lookup(ctx context.Context, clientID string) (Client, error)
+
+	// Send delivers data to a client: to the Handler of the server holding
+	// it, or to its mailbox when it is away. It returns ErrUnknownClient
+	// when the client is unknown. A nil error means the message was
+	// accepted: delivered to the server or kept in the mailbox.
+	Send(ctx context.Context, clientID string, data []byte) error
+
+	// Subscribe makes the server receive messages published to room.
+	// Subscribing twice is the same as once.
+	Subscribe(ctx context.Context, serverID, room string) error
+
+	// Unsubscribe stops the server receiving messages published to room.
+	Unsubscribe(ctx context.Context, serverID, room string) error
+
+	// Publish delivers data to every server subscribed to room. Messages
+	// published by one goroutine reach each server in the order published.
+	Publish(ctx context.Context, room string, data []byte) error
+
+	// Stats returns the broker's counters.
+	Stats(ctx context.Context) (Stats, error)
+
+	// Close stops every goroutine the broker started and releases its
+	// resources. Calls after Close return ErrClosed. Close is idempotent.
+	Close() error
+}

@@ -1,0 +1,44 @@
+package memory_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/broker/memory"
+)
+
+// printer is a broker.Handler that prints what it is given.
+type printer struct{ name string }
+
+func (p printer) Deliver(clientID string, data []byte) {
+	fmt.Printf("%s: to client %s: %s\n", p.name, clientID, data)
+}
+
+func (p printer) DeliverRoom(room string, data []byte) {
+	fmt.Printf("%s: to room %s: %s\n", p.name, room, data)
+}
+
+func Example() {
+	ctx := context.Background()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+
+	// A server registers and a client connects to it.
+	srv, _ := b.RegisterServer(ctx, printer{"server A"})
+	id, _ := b.NewClientID(ctx)
+	_ = b.Connect(ctx, broker.Client{ID: id, Server: srv, Session: "secret"})
+
+	// Anyone may send to the client: the broker hands it to its server.
+	_ = b.Send(ctx, id, []byte("hello"))
+
+	// While the client is away, its mail is kept until it resumes.
+	_ = b.Disconnect(ctx, id, srv)
+	_ = b.Send(ctx, id, []byte("you were away"))
+	mail, _ := b.Resume(ctx, id, "secret", srv)
+	fmt.Printf("mail on resume: %q\n", mail)
+
+	// Output:
+	// server A: to client 1: hello
+	// mail on resume: ["you were away"]
+}

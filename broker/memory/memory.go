@@ -1,0 +1,568 @@
+// Package memory implements broker.Broker inside one process.
+//
+// It is Rocket's embedded default: a single server uses it without any
+// external service, and several servers of one process can share one Broker,
+// which is how multi-node setups are tested without Redis. Everything is
+// keyed by server id, exactly as with a networked broker.
+//
+// Server and client ids are decimal counters ("1", "2", ...), one sequence
+// for servers and one for clients.
+//
+// Handlers are called synchronously from the goroutine that calls Send or
+// Publish, never while the broker holds its lock, so a Handler may call back
+// into the broker. A delivery that was already under way when
+// UnregisterServer or Close is called may still reach the Handler after that
+// call returns.
+//
+// Mail kept for an away client is copied, so callers may reuse their buffers.
+// Sessions of away clients expire MailboxTTL after the client went away; they
+// are expired lazily when touched and by a sweeper goroutine that New starts
+// and Close stops.
+package memory
+
+import (
+	"container/list"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rocket-go/rocket/broker"
+)
+
+// Defaults used for zero Config fields.
+const (
+	// DefaultMailboxSize is the number of messages kept per away client
+	// when Config.MailboxSize is zero.
+	DefaultMailboxSize = 128
+	// DefaultMailboxTTL is how long an away client is kept when
+	// Config.MailboxTTL is zero.
+	DefaultMailboxTTL = 2 * time.Minute
+
+	minSweepInterval = 10 * time.Millisecond
+	maxSweepInterval = 30 * time.Second
+)
+
+// Config sets the limits of a Broker. The zero value is usable.
+type Config struct {
+	// MailboxSize is the number of messages kept per away client; when a
+	// mailbox is full the oldest message is dropped. Zero (or negative)
+	// means DefaultMailboxSize.
+	MailboxSize int
+	// MailboxTTL is how long an away client's session and mail are kept
+	// after it went away. Zero (or negative) means DefaultMailboxTTL.
+	MailboxTTL time.Duration
+	// SweepInterval is how often expired sessions are swept. Zero (or
+	// negative) means MailboxTTL/4 clamped to [10ms, 30s].
+	SweepInterval time.Duration
+}
+
+// withDefaults returns cfg with its zero fields filled in.
+func (cfg Config) withDefaults() Config {
+	if cfg.MailboxSize <= 0 {
+		cfg.MailboxSize = DefaultMailboxSize
+	}
+	if cfg.MailboxTTL <= 0 {
+		cfg.MailboxTTL = DefaultMailboxTTL
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = min(max(cfg.MailboxTTL/4, minSweepInterval), maxSweepInterval)
+	}
+	return cfg
+}
+
+// Broker is an in-process broker.Broker. Create it with New and release it
+// with Close. All methods are safe for concurrent use.
+type Broker struct {
+	cfg Config
+
+	mu         sync.Mutex
+	closed     bool
+	nextServer uint64
+	nextClient uint64
+	servers    map[string]*server
+	clients    map[string]*client
+	rooms      map[string]*room
+	away       list.List // of *client, oldest departure first
+	stats      broker.Stats
+
+	stop      chan struct{} // closed by the first Close
+	done      chan struct{} // closed when the sweeper has returned
+	closeOnce sync.Once
+}
+
+var _ broker.Broker = (*Broker)(nil)
+
+// server is a registered server.
+type server struct {
+	id      string
+	h       broker.Handler
+	clients map[string]*client
+	rooms   map[string]struct{}
+}
+
+// client is a directory record.
+type client struct {
+	id      string
+	session string
+	srv     *server // nil when away
+
+	// Valid while away.
+	awayAt   time.Time
+	awayElem *list.Element
+	mail     mailbox
+}
+
+// room is the set of servers subscribed to a room.
+type room struct {
+	subs map[string]*server
+	// handlers holds the handlers of subs. It is rebuilt, never modified in
+	// place, so Publish can use it after releasing the lock.
+	handlers []broker.Handler
+}
+
+// mailbox is a bounded FIFO of messages. Until it is full the messages are
+// buf[:n] and head is 0; once full it is a ring starting at head.
+type mailbox struct {
+	buf  [][]byte
+	head int
+	n    int
+}
+
+// push appends data, dropping the oldest message when size messages are
+// kept already. It reports whether a message was dropped.
+func (m *mailbox) push(data []byte, size int) (dropped bool) {
+	if m.n < size {
+		m.buf = append(m.buf, data)
+		m.n++
+		return false
+	}
+	m.buf[m.head] = data
+	m.head = (m.head + 1) % size
+	return true
+}
+
+// drain returns the messages, oldest first, and empties the mailbox.
+func (m *mailbox) drain() [][]byte {
+	var out [][]byte
+	switch {
+	case m.n == 0:
+	case m.head == 0:
+		out = m.buf[:m.n:m.n]
+	default:
+		out = make([][]byte, 0, m.n)
+		out = append(out, m.buf[m.head:]...)
+		out = append(out, m.buf[:m.head]...)
+	}
+	*m = mailbox{}
+	return out
+}
+
+// New returns an empty Broker with the limits of cfg and starts its sweeper.
+func New(cfg Config) *Broker {
+	b := &Broker{
+		cfg:     cfg.withDefaults(),
+		servers: make(map[string]*server),
+		clients: make(map[string]*client),
+		rooms:   make(map[string]*room),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go b.sweep()
+	return b
+}
+
+// sweep expires away clients every SweepInterval until Close.
+func (b *Broker) sweep() {
+	defer close(b.done)
+	t := time.NewTicker(b.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			b.mu.Lock()
+			if !b.closed {
+				b.expireBefore(now)
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// expireBefore forgets every away client whose session has expired at now.
+// b.mu must be held.
+func (b *Broker) expireBefore(now time.Time) {
+	for e := b.away.Front(); e != nil; e = b.away.Front() {
+		c := e.Value.(*client)
+		if !b.expired(c, now) {
+			return // the list is ordered by departure
+		}
+		b.expire(c)
+	}
+}
+
+// expired reports whether the away client c has outlived the TTL at now.
+func (b *Broker) expired(c *client, now time.Time) bool {
+	return c.srv == nil && now.Sub(c.awayAt) >= b.cfg.MailboxTTL
+}
+
+// expire forgets the away client c and counts its mail as expired.
+// b.mu must be held.
+func (b *Broker) expire(c *client) {
+	b.stats.MailExpired += uint64(c.mail.n)
+	b.remove(c)
+}
+
+// remove deletes c from the directory with its session and mail.
+// b.mu must be held.
+func (b *Broker) remove(c *client) {
+	if c.srv != nil {
+		delete(c.srv.clients, c.id)
+		c.srv = nil
+	}
+	if c.awayElem != nil {
+		b.away.Remove(c.awayElem)
+		c.awayElem = nil
+	}
+	c.mail = mailbox{}
+	delete(b.clients, c.id)
+}
+
+// goAway marks c, held by a server until now, as away from now on.
+// b.mu must be held.
+func (b *Broker) goAway(c *client, now time.Time) {
+	c.srv = nil
+	c.awayAt = now
+	c.awayElem = b.away.PushBack(c)
+}
+
+// lookup returns the live record of clientID, expiring it first if its
+// session has outlived the TTL, or nil. b.mu must be held.
+func (b *Broker) lookup(clientID string) *client {
+	c := b.clients[clientID]
+	if c == nil {
+		return nil
+	}
+	if c.srv == nil && b.expired(c, time.Now()) {
+		b.expire(c)
+		return nil
+	}
+	return c
+}
+
+// enter checks ctx and locks b. On success the caller must unlock b.mu.
+func (b *Broker) enter(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("memory: %s: %w", op, broker.ErrClosed)
+	}
+	return nil
+}
+
+func unknownServer(op, id string) error {
+	return fmt.Errorf("memory: %s: server %q: %w", op, id, broker.ErrUnknownServer)
+}
+
+func unknownClient(op, id string) error {
+	return fmt.Errorf("memory: %s: client %q: %w", op, id, broker.ErrUnknownClient)
+}
+
+// RegisterServer allocates the next server id and records h as the server's
+// handler until UnregisterServer or Close.
+func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
+	if h == nil {
+		return "", errors.New("memory: register server: nil handler")
+	}
+	if err := b.enter(ctx, "register server"); err != nil {
+		return "", err
+	}
+	defer b.mu.Unlock()
+	b.nextServer++
+	id := strconv.FormatUint(b.nextServer, 10)
+	b.servers[id] = &server{
+		id:      id,
+		h:       h,
+		clients: make(map[string]*client),
+		rooms:   make(map[string]struct{}),
+	}
+	return id, nil
+}
+
+// UnregisterServer stops deliveries to the server, marks its clients away
+// and drops its room subscriptions. It returns ErrUnknownServer if the
+// server is not registered.
+func (b *Broker) UnregisterServer(ctx context.Context, serverID string) error {
+	if err := b.enter(ctx, "unregister server"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	s := b.servers[serverID]
+	if s == nil {
+		return unknownServer("unregister server", serverID)
+	}
+	now := time.Now()
+	for _, c := range s.clients {
+		b.goAway(c, now)
+	}
+	for name := range s.rooms {
+		b.unsubscribe(s, name)
+	}
+	delete(b.servers, serverID)
+	return nil
+}
+
+// NewClientID allocates the next client id.
+func (b *Broker) NewClientID(ctx context.Context) (string, error) {
+	if err := b.enter(ctx, "new client id"); err != nil {
+		return "", err
+	}
+	defer b.mu.Unlock()
+	b.nextClient++
+	return strconv.FormatUint(b.nextClient, 10), nil
+}
+
+// Connect records c on server c.Server, which must be registered. A record
+// already present under c.ID is replaced, its mail dropped.
+func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
+	if c.ID == "" {
+		return errors.New("memory: connect: empty client id")
+	}
+	if err := b.enter(ctx, "connect"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	s := b.servers[c.Server]
+	if s == nil {
+		return unknownServer("connect", c.Server)
+	}
+	if old := b.clients[c.ID]; old != nil {
+		b.remove(old)
+	}
+	rec := &client{id: c.ID, session: c.Session, srv: s}
+	b.clients[c.ID] = rec
+	s.clients[c.ID] = rec
+	return nil
+}
+
+// Resume moves the client to serverID, which must be registered, if session
+// matches, and returns its mail oldest first.
+func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string) ([][]byte, error) {
+	if err := b.enter(ctx, "resume"); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	s := b.servers[serverID]
+	if s == nil {
+		return nil, unknownServer("resume", serverID)
+	}
+	c := b.lookup(clientID)
+	if c == nil {
+		return nil, unknownClient("resume", clientID)
+	}
+	if subtle.ConstantTimeCompare([]byte(c.session), []byte(session)) != 1 {
+		return nil, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
+	}
+	if c.srv != nil {
+		delete(c.srv.clients, c.id)
+	}
+	if c.awayElem != nil {
+		b.away.Remove(c.awayElem)
+		c.awayElem = nil
+	}
+	c.srv = s
+	c.awayAt = time.Time{}
+	s.clients[c.id] = c
+	return c.mail.drain(), nil
+}
+
+// Disconnect marks the client away if it is held by serverID; otherwise,
+// including when the client is unknown, it does nothing.
+func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) error {
+	if err := b.enter(ctx, "disconnect"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	c := b.clients[clientID]
+	if c == nil || c.srv == nil || c.srv.id != serverID {
+		return nil
+	}
+	delete(c.srv.clients, c.id)
+	b.goAway(c, time.Now())
+	return nil
+}
+
+// Forget removes the client with its session and mail. Forgetting an
+// unknown client does nothing.
+func (b *Broker) Forget(ctx context.Context, clientID string) error {
+	if err := b.enter(ctx, "forget"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	if c := b.clients[clientID]; c != nil {
+		b.remove(c)
+	}
+	return nil
+}
+
+// Lookup returns the client's record without its session, or
+// ErrUnknownClient.
+func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, error) {
+	if err := b.enter(ctx, "lookup"); err != nil {
+		return broker.Client{}, err
+	}
+	defer b.mu.Unlock()
+	c := b.lookup(clientID)
+	if c == nil {
+		return broker.Client{}, unknownClient("lookup", clientID)
+	}
+	rec := broker.Client{ID: c.id}
+	if c.srv != nil {
+		rec.Server = c.srv.id
+	}
+	return rec, nil
+}
+
+// Send calls the Deliver method of the handler of the server holding the
+// client, from the caller's goroutine, or appends a copy of data to the
+// client's mailbox when it is away.
+func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
+	if err := b.enter(ctx, "send"); err != nil {
+		return err
+	}
+	c := b.lookup(clientID)
+	if c == nil {
+		b.mu.Unlock()
+		return unknownClient("send", clientID)
+	}
+	if c.srv != nil {
+		h := c.srv.h
+		b.mu.Unlock()
+		h.Deliver(clientID, data)
+		return nil
+	}
+	msg := make([]byte, len(data))
+	copy(msg, data)
+	if c.mail.push(msg, b.cfg.MailboxSize) {
+		b.stats.MailDropped++
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// Subscribe makes the server, which must be registered, receive what is
+// published to room.
+func (b *Broker) Subscribe(ctx context.Context, serverID, name string) error {
+	if err := b.enter(ctx, "subscribe"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	s := b.servers[serverID]
+	if s == nil {
+		return unknownServer("subscribe", serverID)
+	}
+	if _, ok := s.rooms[name]; ok {
+		return nil
+	}
+	s.rooms[name] = struct{}{}
+	r := b.rooms[name]
+	if r == nil {
+		r = &room{subs: make(map[string]*server)}
+		b.rooms[name] = r
+	}
+	r.subs[serverID] = s
+	r.rebuild()
+	return nil
+}
+
+// Unsubscribe stops the server, which must be registered, receiving what is
+// published to room.
+func (b *Broker) Unsubscribe(ctx context.Context, serverID, name string) error {
+	if err := b.enter(ctx, "unsubscribe"); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	s := b.servers[serverID]
+	if s == nil {
+		return unknownServer("unsubscribe", serverID)
+	}
+	b.unsubscribe(s, name)
+	return nil
+}
+
+// unsubscribe removes s from room name. b.mu must be held.
+func (b *Broker) unsubscribe(s *server, name string) {
+	if _, ok := s.rooms[name]; !ok {
+		return
+	}
+	delete(s.rooms, name)
+	r := b.rooms[name]
+	delete(r.subs, s.id)
+	if len(r.subs) == 0 {
+		delete(b.rooms, name)
+		return
+	}
+	r.rebuild()
+}
+
+// rebuild replaces r.handlers with a fresh slice of the subscribers'
+// handlers.
+func (r *room) rebuild() {
+	hs := make([]broker.Handler, 0, len(r.subs))
+	for _, s := range r.subs {
+		hs = append(hs, s.h)
+	}
+	r.handlers = hs
+}
+
+// Publish calls the DeliverRoom method of the handler of every server
+// subscribed to room, from the caller's goroutine.
+func (b *Broker) Publish(ctx context.Context, name string, data []byte) error {
+	if err := b.enter(ctx, "publish"); err != nil {
+		return err
+	}
+	var hs []broker.Handler
+	if r := b.rooms[name]; r != nil {
+		hs = r.handlers
+	}
+	b.mu.Unlock()
+	for _, h := range hs {
+		h.DeliverRoom(name, data)
+	}
+	return nil
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats(ctx context.Context) (broker.Stats, error) {
+	if err := b.enter(ctx, "stats"); err != nil {
+		return broker.Stats{}, err
+	}
+	defer b.mu.Unlock()
+	return b.stats, nil
+}
+
+// Close forgets every server, client and room, stops the sweeper and waits
+// for it to return. Later calls of other methods return ErrClosed; Close
+// itself may be called again and returns nil.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.servers = nil
+		b.clients = nil
+		b.rooms = nil
+		b.away.Init()
+		b.mu.Unlock()
+		close(b.stop)
+	})
+	<-b.done
+	return nil
+}
