@@ -1,0 +1,307 @@
+// Rocket demo chat: rooms, whispers, and session resume.
+import { Rocket } from "/rocket.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  name: $("name"), room: $("room"), joinForm: $("join-form"), join: $("join"),
+  rooms: $("rooms"), noRooms: $("no-rooms"),
+  text: $("text"), say: $("say"), sayForm: $("say-form"),
+  whisperTo: $("whisper-to"), whisperText: $("whisper-text"), whisperForm: $("whisper-form"),
+  log: $("log"), state: $("state"), clientId: $("client-id"), copyId: $("copy-id"),
+  roomTitle: $("room-title"), roomInfo: $("room-info"),
+};
+
+const MAX_ENTRIES = 500;
+const CLOSE_REASONS = {
+  1001: "the server is going away",
+  1008: "policy violation",
+  1009: "a message was too big",
+  4008: "the connection was too slow",
+};
+
+/** Joined rooms: room -> unread count. */
+const rooms = new Map();
+/** Our chat name: the server keeps one per client, set by the last join. */
+let myName = "";
+/** Sender names whose client id we learned from whispers. */
+const idsByName = new Map();
+let current = null; // the room shown in the log
+let connected = false;
+let lastClientId = null;
+let away = false; // true while the messages kept for us during a drop arrive
+
+const rocket = new Rocket();
+window.rocket = rocket; // handy from the console and in browser tests
+
+// ---- connection ----
+
+let lastCloseCode = 0;
+rocket.on("close", ({ code }) => { lastCloseCode = code; });
+
+rocket.on("state", (state) => {
+  renderState();
+  if (!connected || state === "open") return; // failed attempts: the badge says enough
+  connected = false;
+  const why = CLOSE_REASONS[lastCloseCode];
+  system(state === "reconnecting" ? `Connection lost${why ? ` (${why})` : ""}. Reconnecting…` : "Disconnected.");
+});
+
+rocket.on("open", ({ client, resumed }) => {
+  ui.clientId.textContent = client;
+  if (lastClientId === null) {
+    system(`Connected. Your id is ${client}.`);
+  } else if (resumed) {
+    divider("Reconnected: session resumed");
+    away = true;
+  } else if (client !== lastClientId) {
+    system(`Reconnected as a new client, id ${client}: the old session could not be resumed.`);
+  } else {
+    system("Reconnected.");
+  }
+  connected = true;
+  lastClientId = client;
+  renderState();
+  // The server does not keep room membership across a reconnect.
+  for (const room of rooms.keys()) {
+    rocket.request("Chat.join", { room, name: myName }).catch((err) => showError(err, `Could not rejoin #${room}`));
+  }
+  if (away) {
+    // The kept messages follow the welcome at once, so they are in before
+    // the reply to this echo, which is sent after the re-joins.
+    rocket.request("Echo.echo", "sync", { timeout: 5000 }).catch(() => {}).finally(() => { away = false; });
+  }
+});
+
+rocket.on("error", (err) => showError(err));
+
+rocket.on("Chat.message", (m) => {
+  if (!m || typeof m !== "object") return;
+  const room = String(m.room ?? "");
+  const self = m.from === myName;
+  addEntry({ kind: "message", room, who: m.from, id: self ? null : idsByName.get(m.from), text: m.text, self });
+  if (rooms.has(room) && room !== current) {
+    rooms.set(room, rooms.get(room) + 1);
+    renderRooms();
+  }
+});
+
+rocket.on("Chat.whisper", (w) => {
+  if (!w || typeof w !== "object") return;
+  if (w.name && w.from) idsByName.set(w.name, w.from);
+  addEntry({ kind: "whisper", tag: "whisper from", who: w.name || w.from, id: w.from, text: w.text });
+});
+
+function renderState() {
+  const s = rocket.state;
+  const label = s === "open" ? (rocket.resumed ? "resumed" : "connected") : s === "closed" ? "offline" : s;
+  ui.state.textContent = label;
+  ui.state.dataset.state = label;
+}
+
+// ---- forms ----
+
+ui.joinForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const name = ui.name.value.trim();
+  const room = ui.room.value.trim();
+  if (!name) return ui.name.focus();
+  if (!room) return ui.room.focus();
+  try { localStorage.setItem("rocket-chat-name", name); } catch { /* private mode */ }
+  if (rooms.has(room) && name === myName) {
+    switchTo(room);
+    return ui.text.focus();
+  }
+  ui.join.disabled = true;
+  try {
+    const res = await rocket.request("Chat.join", { room, name });
+    myName = typeof res?.name === "string" && res.name ? res.name : name;
+    if (myName !== name) ui.name.value = myName;
+    rooms.set(room, 0);
+    switchTo(room);
+    const n = res && typeof res.members === "number" ? res.members : null;
+    const members = n === null ? "" : ` (${n} ${n === 1 ? "member" : "members"} here)`;
+    addEntry({ kind: "system", room, text: `You joined #${room} as ${myName}${members}.` });
+    ui.text.focus();
+  } catch (err) {
+    showError(err, `Could not join #${room}`);
+  } finally {
+    ui.join.disabled = false;
+  }
+});
+
+ui.sayForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = ui.text.value.trim();
+  const room = current;
+  if (!text || !room) return;
+  ui.text.value = "";
+  rocket.request("Chat.say", { room, text }).catch((err) => {
+    showError(err, `Not sent to #${room}`);
+    if (!ui.text.value && current === room) ui.text.value = text; // give it back
+  });
+});
+
+ui.whisperForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const to = ui.whisperTo.value.trim();
+  const text = ui.whisperText.value.trim();
+  if (!to) return ui.whisperTo.focus();
+  if (!text) return ui.whisperText.focus();
+  ui.whisperText.value = "";
+  rocket.request("Chat.whisper", { to, text })
+    .then(() => addEntry({ kind: "whisper", tag: "whisper to", who: nameFor(to), id: to, text, self: true }))
+    .catch((err) => {
+      showError(err, `Whisper to ${to} failed`);
+      if (!ui.whisperText.value) ui.whisperText.value = text;
+    });
+});
+
+ui.copyId.addEventListener("click", async () => {
+  const id = rocket.clientId;
+  if (!id) return;
+  try {
+    await navigator.clipboard.writeText(id);
+    ui.copyId.textContent = "Copied";
+  } catch {
+    getSelection()?.selectAllChildren(ui.clientId); // let the user copy it
+    ui.copyId.textContent = "Selected";
+  }
+  setTimeout(() => { ui.copyId.textContent = "Copy"; }, 1500);
+});
+
+// ---- rooms ----
+
+/** @param {string | null} room */
+function switchTo(room) {
+  current = room;
+  if (room !== null) rooms.set(room, 0);
+  for (const li of ui.log.children) {
+    if (li.dataset.room !== undefined) li.hidden = li.dataset.room !== room;
+  }
+  ui.roomTitle.textContent = room === null ? "No room" : `#${room}`;
+  ui.roomInfo.textContent = room === null ? "" : `as ${myName}`;
+  ui.text.disabled = ui.say.disabled = room === null;
+  ui.text.placeholder = room === null ? "Join a room to chat" : `Message #${room}`;
+  renderRooms();
+  ui.log.scrollTop = ui.log.scrollHeight;
+}
+
+function leave(room) {
+  rooms.delete(room);
+  rocket.request("Chat.leave", { room }).catch((err) => {
+    if (err.code !== "closed") showError(err, `Could not leave #${room}`);
+  });
+  for (const li of [...ui.log.children]) if (li.dataset.room === room) li.remove();
+  if (current === room) switchTo(rooms.keys().next().value ?? null);
+  else renderRooms();
+  system(`You left #${room}.`);
+  (ui.rooms.querySelector(".room-btn") ?? ui.room).focus();
+}
+
+function renderRooms() {
+  ui.rooms.replaceChildren(...[...rooms].map(([room, unread]) => {
+    const li = el("li");
+    const btn = el("button", "room-btn");
+    btn.type = "button";
+    btn.append(el("span", "room-name", room));
+    if (room === current) btn.setAttribute("aria-current", "true");
+    if (unread > 0) {
+      const badge = el("span", "unread", String(unread));
+      badge.setAttribute("aria-label", `${unread} unread`);
+      btn.append(badge);
+    }
+    btn.addEventListener("click", () => { switchTo(room); ui.text.focus(); });
+    const x = el("button", "leave-btn", "×");
+    x.type = "button";
+    x.title = `Leave #${room}`;
+    x.setAttribute("aria-label", `Leave room ${room}`);
+    x.addEventListener("click", () => leave(room));
+    li.append(btn, x);
+    return li;
+  }));
+  ui.noRooms.hidden = rooms.size > 0;
+}
+
+// ---- log ----
+
+/**
+ * Appends a log entry. Entries with a room show only while it is current;
+ * the others (whispers, notices) show always.
+ * @param {{kind: string, text: unknown, room?: string, who?: string, id?: string | null, tag?: string, self?: boolean}} e
+ */
+function addEntry({ kind, text, room, who, id, tag, self }) {
+  const li = el("li", `entry ${kind}${self ? " self" : ""}`);
+  if (room !== undefined) {
+    li.dataset.room = room;
+    li.hidden = room !== current;
+  }
+  const now = new Date();
+  const time = el("time", "", now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  time.dateTime = now.toISOString();
+  li.append(time);
+  if (away && (kind === "message" || kind === "whisper")) {
+    li.classList.add("away");
+    li.append(el("span", "tag away-tag", "while away"));
+  }
+  if (tag) li.append(el("span", "tag", tag));
+  const body = el("span", "body");
+  if (who) {
+    if (id && id !== rocket.clientId) {
+      const b = el("button", "who", String(who));
+      b.type = "button";
+      b.title = `Whisper to ${id}`;
+      b.addEventListener("click", () => {
+        ui.whisperTo.value = id;
+        ui.whisperText.focus();
+      });
+      body.append(b);
+    } else {
+      body.append(el("span", "who", String(who)));
+    }
+    body.append(" ");
+  }
+  body.append(el("span", "text", String(text ?? "")));
+  li.append(body);
+  append(li);
+}
+
+function system(text) {
+  addEntry({ kind: "system", text });
+}
+
+function showError(err, context) {
+  const code = err?.code ? ` [${err.code}]` : "";
+  const action = err?.action && !context ? `${err.action}: ` : "";
+  addEntry({ kind: "error", text: `${context ? `${context}: ` : ""}${action}${err?.message ?? err}${code}` });
+}
+
+function divider(text) {
+  append(el("li", "divider", text));
+}
+
+function append(li) {
+  const log = ui.log;
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  log.append(li);
+  while (log.children.length > MAX_ENTRIES) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function nameFor(id) {
+  for (const [name, known] of idsByName) if (known === id) return `${name} (${id})`;
+  return id;
+}
+
+function el(tag, className = "", text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---- start ----
+
+try { ui.name.value = localStorage.getItem("rocket-chat-name") ?? ""; } catch { /* private mode */ }
+renderState();
+renderRooms();
+(ui.name.value ? ui.room : ui.name).focus();
