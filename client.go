@@ -1,0 +1,290 @@
+package rocket
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rocket-go/rocket/internal/transport"
+	"golang.org/x/time/rate"
+)
+
+// Client is one WebSocket connection to this server, known to the whole
+// cluster by its id. Its methods are safe for concurrent use.
+//
+// A client that disconnects is away: its id and session live on for the
+// mailbox TTL, and messages sent to it meanwhile are kept until it resumes,
+// possibly on another server, as a new *Client with the same id.
+type Client struct {
+	srv    *Server
+	id     string
+	secret string
+	userID string
+	conn   *transport.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// readyCh is closed when setup is over (welcomed, or failed).
+	readyCh chan struct{}
+	// ready is set once the welcome and the kept mail have been written;
+	// writes before that are queued in pending.
+	ready atomic.Bool
+	// closing is set when the client starts leaving; directed messages
+	// for it are then kept in leftovers and sent on through the broker.
+	closing atomic.Bool
+	// registered is set by setup once the directory knows the client.
+	registered bool
+
+	mu        sync.Mutex
+	pending   [][]byte
+	leftovers [][]byte
+	drained   bool
+	rooms     map[string]struct{}
+	values    map[string]any
+	reason    string
+
+	finishOnce sync.Once
+
+	// Used only by the goroutine running the client's commands.
+	limiter *rate.Limiter
+}
+
+func newClient(s *Server, userID string) *Client {
+	cl := &Client{srv: s, userID: userID, readyCh: make(chan struct{})}
+	cl.ctx, cl.cancel = context.WithCancel(s.ctx)
+	return cl
+}
+
+// ID returns the client's cluster-unique id.
+func (cl *Client) ID() string { return cl.id }
+
+// UserID returns the user id the connect hook gave the client, if any.
+func (cl *Client) UserID() string { return cl.userID }
+
+// Context returns a context cancelled when the client disconnects.
+func (cl *Client) Context() context.Context { return cl.ctx }
+
+// Set stores a value under key for the life of this connection (it does
+// not survive a resume).
+func (cl *Client) Set(key string, value any) {
+	cl.mu.Lock()
+	if cl.values == nil {
+		cl.values = make(map[string]any)
+	}
+	cl.values[key] = value
+	cl.mu.Unlock()
+}
+
+// Get returns the value stored under key, or nil.
+func (cl *Client) Get(key string) any {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.values[key]
+}
+
+// Send writes msg to this client (see Server.Send for how msg is
+// encoded). It returns ErrUnknownClient once the client has disconnected;
+// use Server.Send with the client's id to reach it wherever it is.
+func (cl *Client) Send(msg any) error {
+	data, err := encode(msg)
+	if err != nil {
+		return err
+	}
+	if cl.closing.Load() {
+		return ErrUnknownClient
+	}
+	return cl.write(data)
+}
+
+// Close disconnects the client with close code 1000 and reason.
+func (cl *Client) Close(reason string) {
+	cl.closeWith(transport.CloseNormal, reason)
+}
+
+// write sends data to the connection, or queues it while the client is
+// not yet welcomed.
+func (cl *Client) write(data []byte) error {
+	if !cl.ready.Load() {
+		cl.mu.Lock()
+		if !cl.ready.Load() {
+			cl.pending = append(cl.pending, slices.Clone(data))
+			cl.mu.Unlock()
+			return nil
+		}
+		cl.mu.Unlock()
+	}
+	err := cl.conn.WriteText(data)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrSlow):
+		cl.slow()
+		return ErrSlowClient
+	case errors.Is(err, transport.ErrClosed):
+		return ErrUnknownClient
+	default:
+		return err
+	}
+}
+
+// deliver writes a directed message. It reports false when the client has
+// left and its leftovers were already handed back, so that the caller sends
+// the message on through the broker.
+func (cl *Client) deliver(data []byte) bool {
+	if !cl.closing.Load() {
+		err := cl.write(data)
+		if err == nil || !(errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrSlowClient)) {
+			return true
+		}
+		// The connection is gone or going: keep the message for the
+		// client's mailbox.
+		cl.closing.Store(true)
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.drained {
+		return false
+	}
+	cl.leftovers = append(cl.leftovers, slices.Clone(data))
+	return true
+}
+
+// becomeReady writes the welcome, the kept mail and whatever was queued
+// meanwhile, in that order, and then lets writes go straight through.
+func (cl *Client) becomeReady(welcome []byte, mail [][]byte) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	frames := append([][]byte{welcome}, mail...)
+	frames = append(frames, cl.pending...)
+	cl.pending = nil
+	for _, f := range frames {
+		if err := cl.conn.WriteText(f); err != nil {
+			if errors.Is(err, transport.ErrSlow) {
+				cl.closing.Store(true)
+				cl.srv.stats.slowClients.Add(1)
+				cl.conn.Abort(err)
+			}
+			break
+		}
+	}
+	cl.ready.Store(true)
+}
+
+// slow disconnects a client whose pending output is over the limit.
+func (cl *Client) slow() {
+	cl.mu.Lock()
+	first := cl.reason == ""
+	if first {
+		cl.reason = "slow client"
+	}
+	cl.mu.Unlock()
+	if first {
+		cl.srv.stats.slowClients.Add(1)
+		cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
+	}
+	cl.closing.Store(true)
+	cl.conn.Abort(ErrSlowClient)
+}
+
+// closeWith starts closing the connection with a close code.
+func (cl *Client) closeWith(code int, reason string) {
+	cl.mu.Lock()
+	if cl.reason == "" {
+		cl.reason = reason
+	}
+	cl.mu.Unlock()
+	if cl.conn != nil {
+		cl.conn.Close(code, reason)
+	}
+}
+
+// OnMessage implements transport.Handler: it runs the frame's commands.
+func (cl *Client) OnMessage(text bool, data []byte) {
+	<-cl.readyCh
+	if cl.closing.Load() || !cl.registered {
+		return
+	}
+	cl.srv.dispatch(cl, text, data)
+}
+
+// OnClose implements transport.Handler.
+func (cl *Client) OnClose(err error) {
+	s := cl.srv
+	s.conns.Add(-1)
+	reason := "closed by client"
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrIdleTimeout):
+		reason = "idle timeout"
+	default:
+		reason = "connection lost: " + err.Error()
+	}
+	select {
+	case <-cl.readyCh:
+		cl.finish(reason)
+	default:
+		// Still being set up: finish once setup is over, off the
+		// transport's goroutine.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			<-cl.readyCh
+			cl.finish(reason)
+		}()
+	}
+}
+
+// finish makes the client leave: its rooms, then the directory (it becomes
+// away), then this server. Messages that reached it while it was leaving
+// are sent on through the broker (to its mailbox). finish runs once; other
+// callers wait for it to complete.
+func (cl *Client) finish(reason string) {
+	cl.finishOnce.Do(func() { cl.doFinish(reason) })
+}
+
+func (cl *Client) doFinish(reason string) {
+	s := cl.srv
+	cl.closing.Store(true)
+	cl.cancel()
+	cl.mu.Lock()
+	if cl.reason == "" {
+		cl.reason = reason
+	}
+	reason = cl.reason
+	rooms := make([]string, 0, len(cl.rooms))
+	for r := range cl.rooms {
+		rooms = append(rooms, r)
+	}
+	cl.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), setupTimeout)
+	defer cancel()
+	for _, r := range rooms {
+		if err := s.leave(ctx, cl, r); err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: err})
+		}
+	}
+	if !cl.registered {
+		return
+	}
+	if err := s.broker.Disconnect(ctx, cl.id, s.id); err != nil {
+		s.reportError(&ErrorEvent{Client: cl, Err: err})
+	}
+	cl.mu.Lock()
+	cl.drained = true
+	leftovers := cl.leftovers
+	cl.leftovers = nil
+	cl.mu.Unlock()
+	s.removeLocal(cl)
+	for _, data := range leftovers {
+		if err := s.broker.Send(ctx, cl.id, data); err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: err})
+		}
+	}
+	s.log.Debug("client left", "client", cl.id, "reason", reason)
+	if s.onDisconnect != nil {
+		s.onDisconnect(&DisconnectEvent{Client: cl, Reason: reason})
+	}
+}

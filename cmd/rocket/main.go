@@ -1,0 +1,251 @@
+// Command rocket runs a Rocket server with the demo application: WebSockets
+// on :9185, and on :9346 the chat page, the JavaScript client at
+// /rocket.js and WebSockets at /ws.
+//
+// Every setting is a flag and a ROCKET_* environment variable; a flag given
+// on the command line wins over the variable. Run `rocket -h` for the list.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/client"
+	"github.com/rocket-go/rocket/internal/demo"
+)
+
+//go:embed public
+var publicFiles embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "rocket:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's settings.
+type options struct {
+	wsAddr, httpAddr string
+	redisURL         string
+	publicDir        string
+	allowedOrigins   string
+	logLevel         string
+	logFormat        string
+	shutdownTimeout  time.Duration
+	cfg              rocket.Config
+}
+
+// parseOptions reads flags, falling back to ROCKET_* variables from getenv,
+// then to the defaults.
+func parseOptions(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{}
+	fset := flag.NewFlagSet("rocket", flag.ContinueOnError)
+	fset.SetOutput(out)
+	var errs []error
+	str := func(p *string, name, env, def, usage string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fset.StringVar(p, name, def, usage+" ("+env+")")
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not an integer", env, v))
+			}
+			def = n
+		}
+		fset.IntVar(p, name, def, usage+" ("+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 30s or 2m", env, v))
+			}
+			def = d
+		}
+		fset.DurationVar(p, name, def, usage+" ("+env+")")
+	}
+	float := func(p *float64, name, env string, def float64, usage string) {
+		if v := getenv(env); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a number", env, v))
+			}
+			def = f
+		}
+		fset.Float64Var(p, name, def, usage+" ("+env+")")
+	}
+	str(&o.wsAddr, "ws-addr", "ROCKET_WS_ADDR", ":9185", "address for WebSocket connections")
+	str(&o.httpAddr, "http-addr", "ROCKET_HTTP_ADDR", ":9346", "address for the static files, /rocket.js and WebSockets at /ws")
+	str(&o.redisURL, "redis-url", "ROCKET_REDIS_URL", "", "Redis URL to join a cluster, e.g. redis://127.0.0.1:6379/0; empty runs one node on the in-memory broker")
+	str(&o.publicDir, "public-dir", "ROCKET_PUBLIC_DIR", "", "directory served on the HTTP port; empty serves the built-in chat page")
+	str(&o.allowedOrigins, "allowed-origins", "ROCKET_ALLOWED_ORIGINS", "", "comma-separated origin host patterns allowed besides same-origin, e.g. example.com,*.example.com,localhost:*")
+	str(&o.logLevel, "log-level", "ROCKET_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&o.logFormat, "log-format", "ROCKET_LOG_FORMAT", "text", "text or json")
+	dur(&o.shutdownTimeout, "shutdown-timeout", "ROCKET_SHUTDOWN_TIMEOUT", 10*time.Second, "how long a graceful shutdown may take")
+	num(&o.cfg.MaxFrameBytes, "max-frame-bytes", "ROCKET_MAX_FRAME_BYTES", 64<<10, "largest frame a client may send")
+	num(&o.cfg.MaxDepth, "max-depth", "ROCKET_MAX_DEPTH", 32, "deepest JSON nesting of a frame")
+	num(&o.cfg.MaxCommandsPerFrame, "max-commands", "ROCKET_MAX_COMMANDS_PER_FRAME", 100, "most commands in one frame")
+	float(&o.cfg.CommandRate, "command-rate", "ROCKET_COMMAND_RATE", 50, "commands per second per client (negative: no limit)")
+	num(&o.cfg.CommandBurst, "command-burst", "ROCKET_COMMAND_BURST", 100, "commands a client may send at once above the rate")
+	num(&o.cfg.MaxPendingBytes, "max-pending-bytes", "ROCKET_MAX_PENDING_BYTES", 1<<20, "output buffered for a slow client before it is disconnected")
+	dur(&o.cfg.PingInterval, "ping-interval", "ROCKET_PING_INTERVAL", 25*time.Second, "how often clients are pinged")
+	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
+	num(&o.cfg.MailboxSize, "mailbox-size", "ROCKET_MAILBOX_SIZE", 128, "messages kept for an away client")
+	dur(&o.cfg.MailboxTTL, "mailbox-ttl", "ROCKET_MAILBOX_TTL", 2*time.Minute, "how long an away client can resume")
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := fset.Parse(args); err != nil {
+		return nil, err
+	}
+	if fset.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fset.Args())
+	}
+	for _, p := range strings.Split(o.allowedOrigins, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			o.cfg.AllowedOrigins = append(o.cfg.AllowedOrigins, p)
+		}
+	}
+	return o, nil
+}
+
+func newLogger(o *options, out io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(out, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(out, hopts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", o.logFormat)
+	}
+}
+
+// run runs the server until ctx ends. When ready is not nil it receives the
+// two listeners' addresses once they accept connections.
+func run(ctx context.Context, args []string, getenv func(string) string, logOut io.Writer, ready chan<- [2]net.Addr) error {
+	o, err := parseOptions(args, getenv, logOut)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o, logOut)
+	if err != nil {
+		return err
+	}
+	if o.redisURL != "" {
+		return fmt.Errorf("ROCKET_REDIS_URL is set (%s) but this build has no Redis broker yet; unset it to run one node on the in-memory broker", o.redisURL)
+	}
+	public, err := publicFS(o.publicDir)
+	if err != nil {
+		return err
+	}
+	o.cfg.Logger = log
+	srv, err := rocket.New(o.cfg)
+	if err != nil {
+		return err
+	}
+	demo.Register(srv)
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+
+	wsLn, err := net.Listen("tcp", o.wsAddr)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("listen for WebSockets on %s: %w", o.wsAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		wsLn.Close()
+		_ = srv.Shutdown(context.Background())
+		return fmt.Errorf("listen for HTTP on %s: %w", o.httpAddr, err)
+	}
+	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpServer := &http.Server{Handler: httpMux(srv, public), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- wsServer.Serve(wsLn) }()
+	go func() { serveErr <- httpServer.Serve(httpLn) }()
+	log.Info("rocket listening", "websocket", "ws://"+wsLn.Addr().String()+"/", "http", "http://"+httpLn.Addr().String()+"/", "server", srv.ID())
+	if ready != nil {
+		ready <- [2]net.Addr{wsLn.Addr(), httpLn.Addr()}
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+		runErr = fmt.Errorf("serve: %w", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	// Stop accepting first, then close the clients with 1001.
+	errs := []error{runErr}
+	for _, hs := range []*http.Server{wsServer, httpServer} {
+		if err := hs.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+	}
+	errs = append(errs, srv.Shutdown(sctx))
+	return errors.Join(errs...)
+}
+
+// publicFS returns the directory served on the HTTP port.
+func publicFS(dir string) (fs.FS, error) {
+	if dir == "" {
+		return fs.Sub(publicFiles, "public")
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("public directory: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("public directory %s is not a directory", dir)
+	}
+	return os.DirFS(dir), nil
+}
+
+// httpMux serves the public directory, the JavaScript client and
+// WebSockets at /ws.
+func httpMux(srv *rocket.Server, public fs.FS) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", srv)
+	clientFiles := http.FileServer(http.FS(client.Files))
+	mux.Handle("GET /rocket.js", clientFiles)
+	mux.Handle("GET /rocket.d.ts", clientFiles)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /", http.FileServer(http.FS(public)))
+	return mux
+}

@@ -1,0 +1,149 @@
+package rocket
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/rocket-go/rocket/broker"
+)
+
+// Config configures a Server. The zero value of every field means the
+// documented default, so Config{} is a working single-node configuration.
+type Config struct {
+	// Broker connects this server to the others of its cluster. Nil means
+	// an in-memory broker private to this server (one node, no external
+	// service), created with MailboxSize and MailboxTTL and closed by
+	// Shutdown. A broker given here is not closed by Shutdown.
+	Broker broker.Broker
+
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// MaxFrameBytes is the largest frame a client may send. A larger frame
+	// is answered with a too_large error frame and the connection stays
+	// open; a frame over 4×MaxFrameBytes closes the connection with code
+	// 1009 without being read. Zero means 64 KiB.
+	MaxFrameBytes int
+	// MaxDepth is the deepest JSON nesting a frame may have. Zero means 32.
+	MaxDepth int
+	// MaxCommandsPerFrame is the most commands one frame may carry. Zero
+	// means 100.
+	MaxCommandsPerFrame int
+	// CommandRate is the sustained number of commands per second a client
+	// may send, and CommandBurst how many it may send at once above that
+	// rate. Commands over the rate get a rate_limited error. Zero means 50
+	// per second with a burst of 100; a negative CommandRate turns the
+	// limit off.
+	CommandRate  float64
+	CommandBurst int
+	// MaxPendingBytes bounds the output buffered for a client that does not
+	// read as fast as it is sent to (beyond what the kernel buffers). A
+	// client over the bound is disconnected (its connection dropped: no close
+	// frame can reach it) and its later messages go to its mailbox. Zero
+	// means 1 MiB.
+	MaxPendingBytes int
+
+	// PingInterval is how often the server pings each client. Zero means
+	// 25 seconds.
+	PingInterval time.Duration
+	// PongTimeout is how long past a ping the server waits for a sign of
+	// life (a pong or any frame) before it closes the connection. Zero
+	// means 10 seconds.
+	PongTimeout time.Duration
+
+	// AllowedOrigins lists the origins, besides the request's own host, from
+	// which browsers may connect. Each entry is matched against the Origin
+	// header's host (with its port, if any) using path.Match, for example
+	// "example.com", "*.example.com" or "localhost:*". An entry "*" allows
+	// every origin. Requests without an Origin header (non-browser clients)
+	// are allowed. Empty means same-origin only.
+	AllowedOrigins []string
+
+	// MailboxSize is how many messages are kept for an away client, the
+	// oldest dropped first, and MailboxTTL how long an away client can
+	// resume its session. They configure the default in-memory broker; a
+	// broker given in Broker has its own settings. Zero means 128 messages
+	// and 2 minutes.
+	MailboxSize int
+	MailboxTTL  time.Duration
+}
+
+// withDefaults returns cfg with zero fields set to their defaults, or an
+// error describing the first invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	setDefault(&cfg.MaxFrameBytes, 64<<10)
+	setDefault(&cfg.MaxDepth, 32)
+	setDefault(&cfg.MaxCommandsPerFrame, 100)
+	if cfg.CommandRate == 0 {
+		cfg.CommandRate = 50
+	}
+	setDefault(&cfg.CommandBurst, 100)
+	setDefault(&cfg.MaxPendingBytes, 1<<20)
+	setDefault(&cfg.PingInterval, 25*time.Second)
+	setDefault(&cfg.PongTimeout, 10*time.Second)
+	setDefault(&cfg.MailboxSize, 128)
+	setDefault(&cfg.MailboxTTL, 2*time.Minute)
+
+	var errs []error
+	positive := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
+		}
+	}
+	positive("MaxFrameBytes", int64(cfg.MaxFrameBytes))
+	positive("MaxDepth", int64(cfg.MaxDepth))
+	positive("MaxCommandsPerFrame", int64(cfg.MaxCommandsPerFrame))
+	positive("CommandBurst", int64(cfg.CommandBurst))
+	positive("MaxPendingBytes", int64(cfg.MaxPendingBytes))
+	positive("PingInterval", int64(cfg.PingInterval))
+	positive("PongTimeout", int64(cfg.PongTimeout))
+	positive("MailboxSize", int64(cfg.MailboxSize))
+	positive("MailboxTTL", int64(cfg.MailboxTTL))
+	for _, p := range cfg.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("AllowedOrigins: bad pattern %q: %w", p, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fmt.Errorf("rocket: invalid config: %w", err)
+	}
+	return cfg, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// originAllowed reports whether a browser on origin (the Origin header's
+// value) may connect to host (the request's Host).
+func originAllowed(origin, host string, patterns []string) bool {
+	if origin == "" {
+		return true
+	}
+	u := origin
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	}
+	u = strings.TrimSuffix(u, "/")
+	if strings.EqualFold(u, host) {
+		return true
+	}
+	for _, p := range patterns {
+		if p == "*" {
+			return true
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u)); ok {
+			return true
+		}
+	}
+	return false
+}

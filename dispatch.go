@@ -1,0 +1,112 @@
+package rocket
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/rocket-go/rocket/internal/protocol"
+	"golang.org/x/time/rate"
+)
+
+// dispatch runs the commands of one frame from cl, in order, and sends the
+// replies. It runs on the goroutine the transport gives the client's
+// messages, one frame at a time.
+func (s *Server) dispatch(cl *Client, text bool, data []byte) {
+	if !text {
+		cl.sendError(CodeBadFrame, "binary frames are not supported: send JSON in text frames")
+		return
+	}
+	if len(data) > s.cfg.MaxFrameBytes {
+		cl.sendError(CodeTooLarge, fmt.Sprintf("frame of %d bytes is over the limit of %d bytes", len(data), s.cfg.MaxFrameBytes))
+		return
+	}
+	cmds, err := protocol.Decode(data, s.limits, nil)
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			cl.sendError(pe.Code, pe.Message)
+		} else {
+			cl.sendError(CodeBadFrame, err.Error())
+		}
+		return
+	}
+	for i := range cmds {
+		s.runCommand(cl, &cmds[i])
+		if cl.closing.Load() {
+			return
+		}
+	}
+}
+
+// runCommand runs one command and sends its reply (when it carried a ref)
+// or its error (always).
+func (s *Server) runCommand(cl *Client, cmd *protocol.Command) {
+	if s.cfg.CommandRate > 0 {
+		if cl.limiter == nil {
+			cl.limiter = rate.NewLimiter(rate.Limit(s.cfg.CommandRate), s.cfg.CommandBurst)
+		}
+		if !cl.limiter.Allow() {
+			cl.reply(cmd, nil, &Error{Code: CodeRateLimited, Message: fmt.Sprintf("more than %g commands per second", s.cfg.CommandRate)})
+			return
+		}
+	}
+	h := s.chain[cmd.Name]
+	if h == nil {
+		cl.reply(cmd, nil, &Error{Code: CodeUnknownAction, Message: fmt.Sprintf("no action %q", cmd.Name)})
+		return
+	}
+	result, err := s.run(cl, h, cmd)
+	cl.reply(cmd, result, err)
+}
+
+// run calls the handler, turning a panic into an action_failed error.
+func (s *Server) run(cl *Client, h Handler, cmd *protocol.Command) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.stats.panics.Add(1)
+			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: fmt.Errorf("panic: %v", p), Stack: debug.Stack()})
+			result, err = nil, &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
+		}
+	}()
+	c := &Context{ctx: cl.ctx, client: cl, action: cmd.Name, args: cmd.Args}
+	return h.ServeCommand(c)
+}
+
+// reply sends the outcome of a command: a result or error reply when the
+// command carried a ref, an error frame naming the action when it did not
+// and failed, nothing when it did not and succeeded.
+func (cl *Client) reply(cmd *protocol.Command, result any, err error) {
+	s := cl.srv
+	var frame []byte
+	if err == nil {
+		if cmd.Ref == nil {
+			return
+		}
+		b, merr := json.Marshal(result)
+		if merr != nil {
+			err = fmt.Errorf("encode result: %w", merr)
+		} else {
+			frame = protocol.AppendResult(nil, cmd.Ref, cmd.Name, b)
+		}
+	}
+	if err != nil {
+		var re *Error
+		if !errors.As(err, &re) {
+			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
+			re = &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
+		}
+		if cmd.Ref != nil {
+			frame = protocol.AppendReplyError(nil, cmd.Ref, cmd.Name, re.Code, re.Message)
+		} else {
+			frame = protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message)
+		}
+	}
+	_ = cl.write(frame)
+}
+
+// sendError sends a frame-level error.
+func (cl *Client) sendError(code, message string) {
+	_ = cl.write(protocol.AppendError(nil, code, message))
+}

@@ -1,0 +1,56 @@
+package rocket
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes sent to clients in error frames and error replies. The wire
+// protocol (docs/protocol.md) lists when each is used.
+const (
+	// CodeBadFrame: the frame is not valid JSON or not a valid command frame.
+	CodeBadFrame = "bad_frame"
+	// CodeUnknownAction: no action is registered under the command's name.
+	CodeUnknownAction = "unknown_action"
+	// CodeBadArgs: the arguments do not fit the action.
+	CodeBadArgs = "bad_args"
+	// CodeActionFailed: the action returned an error or panicked.
+	CodeActionFailed = "action_failed"
+	// CodeRateLimited: the client sent more commands than its rate allows.
+	CodeRateLimited = "rate_limited"
+	// CodeTooLarge: the frame is over a size, depth or command-count limit.
+	CodeTooLarge = "too_large"
+	// CodeUnauthorized: the client may not do this.
+	CodeUnauthorized = "unauthorized"
+	// CodeInternal: Rocket itself failed (for example the broker is down).
+	CodeInternal = "internal_error"
+)
+
+// Error is an error that reaches the client as it is: an action that
+// returns an *Error (or an error wrapping one) sends its Code and Message to
+// the client. Any other error an action returns is logged and reaches the
+// client as action_failed with no detail.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Errors returned by Server methods; test with errors.Is.
+var (
+	// ErrUnknownClient: the client is not connected here (for local-only
+	// operations) or anywhere in the cluster (for Send).
+	ErrUnknownClient = errors.New("rocket: unknown client")
+	// ErrServerClosed: the server is shut down, or not started.
+	ErrServerClosed = errors.New("rocket: server closed")
+	// ErrSlowClient: the client's outgoing buffer is full; it is being
+	// disconnected.
+	ErrSlowClient = errors.New("rocket: client too slow")
+)

@@ -1,0 +1,507 @@
+package rocket
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/broker/memory"
+	"github.com/rocket-go/rocket/internal/protocol"
+	"github.com/rocket-go/rocket/internal/transport"
+)
+
+// Server states.
+const (
+	stateNew int32 = iota
+	stateStarting
+	stateRunning
+	stateStopping
+	stateStopped
+)
+
+// setupTimeout bounds the broker calls made while a connection is set up.
+const setupTimeout = 10 * time.Second
+
+// Server is a Rocket node: it accepts WebSocket connections (it is an
+// http.Handler), runs the commands its clients send, and exchanges messages
+// with the other nodes of its cluster through its broker.
+//
+// Register actions and hooks, then call Start, serve it over HTTP, and call
+// Shutdown at the end. Methods other than registration are safe for
+// concurrent use.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	broker    broker.Broker
+	ownBroker bool
+	acc       *transport.Acceptor
+	limits    protocol.Limits
+
+	// Set before Start, read-only afterwards.
+	handlers     map[string]Handler
+	middleware   []Middleware
+	chain        map[string]Handler
+	onConnect    func(*ConnectEvent) (ConnectReply, error)
+	onDisconnect func(*DisconnectEvent)
+	onError      func(*ErrorEvent)
+
+	state atomic.Int32
+	id    string
+
+	// ctx is the parent of every client's context; cancel ends it at
+	// shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	clientsMu sync.RWMutex
+	clients   map[string]*Client
+	conns     atomic.Int64 // open transport connections
+
+	roomsMu sync.Mutex
+	rooms   map[string]*room
+
+	wg           sync.WaitGroup
+	stopPing     chan struct{}
+	shutdownOnce sync.Once
+	shutdownErr  error
+
+	stats serverStats
+}
+
+type serverStats struct {
+	slowClients atomic.Uint64
+	panics      atomic.Uint64
+}
+
+// New returns a Server for cfg, with defaults applied to its zero fields.
+// It returns an error if cfg is invalid.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		broker:   cfg.Broker,
+		handlers: make(map[string]Handler),
+		clients:  make(map[string]*Client),
+		rooms:    make(map[string]*room),
+		stopPing: make(chan struct{}),
+		limits:   protocol.Limits{MaxDepth: cfg.MaxDepth, MaxCommands: cfg.MaxCommandsPerFrame},
+	}
+	if s.broker == nil {
+		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		s.ownBroker = true
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Handle registers the handler for the action name, written
+// "Controller.action" (letters, digits and underscores on each side of one
+// dot). It panics if the name is malformed or already registered, or if the
+// server has started.
+func (s *Server) Handle(name string, h Handler) {
+	s.mustNotBeStarted("Handle")
+	if _, _, ok := protocol.SplitName(name); !ok {
+		panic(fmt.Sprintf("rocket: Handle: malformed action name %q (want Controller.action)", name))
+	}
+	if h == nil {
+		panic(fmt.Sprintf("rocket: Handle: nil handler for %q", name))
+	}
+	if _, dup := s.handlers[name]; dup {
+		panic(fmt.Sprintf("rocket: Handle: action %q registered twice", name))
+	}
+	s.handlers[name] = h
+}
+
+// HandleFunc registers f as the handler for the action name; see Handle.
+func (s *Server) HandleFunc(name string, f func(c *Context) (any, error)) {
+	s.Handle(name, HandlerFunc(f))
+}
+
+// Use adds middleware around every action. It panics if the server has
+// started.
+func (s *Server) Use(mw ...Middleware) {
+	s.mustNotBeStarted("Use")
+	s.middleware = append(s.middleware, mw...)
+}
+
+func (s *Server) mustNotBeStarted(what string) {
+	if s.state.Load() != stateNew {
+		panic("rocket: " + what + " called after Start")
+	}
+}
+
+// Start registers the server with its broker (which gives it its
+// cluster-unique id) and starts accepting connections.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.state.CompareAndSwap(stateNew, stateStarting) {
+		return errors.New("rocket: Start called twice")
+	}
+	s.chain = make(map[string]Handler, len(s.handlers))
+	for name, h := range s.handlers {
+		for i := len(s.middleware) - 1; i >= 0; i-- {
+			h = s.middleware[i](h)
+		}
+		s.chain[name] = h
+	}
+	s.acc = transport.New(transport.Config{
+		MaxMessageBytes: 4 * s.cfg.MaxFrameBytes,
+		MaxPendingBytes: s.cfg.MaxPendingBytes,
+		IdleTimeout:     s.cfg.PingInterval + s.cfg.PongTimeout,
+		CloseTimeout:    2 * time.Second,
+	})
+	if err := s.acc.Start(); err != nil {
+		s.state.Store(stateStopped)
+		return fmt.Errorf("rocket: start: %w", err)
+	}
+	id, err := s.broker.RegisterServer(ctx, brokerHandler{s})
+	if err != nil {
+		s.acc.Stop()
+		s.state.Store(stateStopped)
+		return fmt.Errorf("rocket: register with broker: %w", err)
+	}
+	s.id = id
+	s.wg.Add(1)
+	go s.pingLoop()
+	s.state.Store(stateRunning)
+	s.log.Info("rocket server started", "server", id)
+	return nil
+}
+
+// ID returns the server's cluster-unique id, given by the broker at Start.
+func (s *Server) ID() string { return s.id }
+
+// Broker returns the server's broker.
+func (s *Server) Broker() broker.Broker { return s.broker }
+
+// ServeHTTP accepts a WebSocket connection: it checks the origin, runs the
+// connect hook, upgrades, and welcomes the client. A request that carries
+// ?session=<token> resumes that session when it is still valid.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.state.Load() != stateRunning {
+		http.Error(w, "rocket: server not running", http.StatusServiceUnavailable)
+		return
+	}
+	if !originAllowed(r.Header.Get("Origin"), r.Host, s.cfg.AllowedOrigins) {
+		s.log.Debug("connection refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host)
+		http.Error(w, "rocket: origin not allowed", http.StatusForbidden)
+		return
+	}
+	var reply ConnectReply
+	if s.onConnect != nil {
+		var err error
+		reply, err = s.onConnect(&ConnectEvent{Request: r})
+		if err != nil {
+			status := http.StatusForbidden
+			var re *Error
+			if errors.As(err, &re) && re.Code == CodeUnauthorized {
+				status = http.StatusUnauthorized
+			}
+			msg := err.Error()
+			if re != nil {
+				msg = re.Message
+			}
+			http.Error(w, msg, status)
+			return
+		}
+	}
+	cl := newClient(s, reply.UserID)
+	conn, err := s.acc.Upgrade(w, r, cl)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s.conns.Add(1)
+	cl.conn = conn
+	s.setup(cl, r.URL.Query().Get("session"))
+}
+
+// setup gives the client its identity (new, or resumed from token), sends
+// the welcome frame and the mail kept while it was away, and marks it
+// ready. It always closes cl.readyCh.
+func (s *Server) setup(cl *Client, token string) {
+	defer close(cl.readyCh)
+	ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+	defer cancel()
+
+	var mail [][]byte
+	resumed := false
+	if id, secret, ok := parseToken(token); ok {
+		cl.id, cl.secret = id, secret
+		s.replaceLocal(cl)
+		m, err := s.broker.Resume(ctx, id, secret, s.id)
+		switch {
+		case err == nil:
+			mail, resumed = m, true
+		case errors.Is(err, broker.ErrUnknownClient), errors.Is(err, broker.ErrBadSession):
+			s.log.Debug("session not resumed", "client", id, "err", err)
+			s.removeLocal(cl)
+		default:
+			s.removeLocal(cl)
+			s.failSetup(cl, fmt.Errorf("resume client %s: %w", id, err))
+			return
+		}
+	}
+	if !resumed {
+		id, err := s.broker.NewClientID(ctx)
+		if err != nil {
+			s.failSetup(cl, fmt.Errorf("allocate client id: %w", err))
+			return
+		}
+		cl.id, cl.secret = id, newSecret()
+		s.replaceLocal(cl)
+		if err := s.broker.Connect(ctx, broker.Client{ID: id, Server: s.id, Session: cl.secret}); err != nil {
+			s.removeLocal(cl)
+			s.failSetup(cl, fmt.Errorf("record client %s: %w", id, err))
+			return
+		}
+	}
+	cl.registered = true
+	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed)
+	cl.becomeReady(welcome, mail)
+	if s.state.Load() != stateRunning {
+		// Shutdown began while this client was being set up and may have
+		// missed it.
+		cl.closeWith(transport.CloseGoingAway, "server shutting down")
+	}
+}
+
+func (s *Server) failSetup(cl *Client, err error) {
+	s.reportError(&ErrorEvent{Err: err})
+	cl.closeWith(transport.CloseInternal, "internal error, try again")
+}
+
+// newSecret returns a random session secret.
+func newSecret() string {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("rocket: crypto/rand failed: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// parseToken splits a session token "<client id>.<secret>".
+func parseToken(token string) (id, secret string, ok bool) {
+	i := strings.LastIndexByte(token, '.')
+	if i <= 0 || i == len(token)-1 || len(token) > 256 {
+		return "", "", false
+	}
+	return token[:i], token[i+1:], true
+}
+
+// replaceLocal records cl as the local client with its id. A previous local
+// client with the same id (the same client reconnecting before its old
+// connection was noticed closed) is closed and finished first.
+func (s *Server) replaceLocal(cl *Client) {
+	s.clientsMu.Lock()
+	old := s.clients[cl.id]
+	s.clientsMu.Unlock()
+	if old != nil && old != cl {
+		old.closeWith(transport.ClosePolicy, "replaced by a newer connection")
+		old.finish("replaced by a newer connection")
+	}
+	s.clientsMu.Lock()
+	s.clients[cl.id] = cl
+	s.clientsMu.Unlock()
+}
+
+// removeLocal forgets cl locally if it is still the local client with its
+// id.
+func (s *Server) removeLocal(cl *Client) {
+	s.clientsMu.Lock()
+	if s.clients[cl.id] == cl {
+		delete(s.clients, cl.id)
+	}
+	s.clientsMu.Unlock()
+}
+
+// Client returns the client with id connected to this server, or nil.
+func (s *Server) Client(id string) *Client {
+	s.clientsMu.RLock()
+	cl := s.clients[id]
+	s.clientsMu.RUnlock()
+	return cl
+}
+
+// ClientCount returns the number of clients connected to this server.
+func (s *Server) ClientCount() int {
+	s.clientsMu.RLock()
+	n := len(s.clients)
+	s.clientsMu.RUnlock()
+	return n
+}
+
+// Send sends msg to the client with id clientID, wherever it is in the
+// cluster. msg is sent as it is if it is a []byte or json.RawMessage
+// (which must hold JSON), and encoded as JSON otherwise; use Push for the
+// conventional {"Name": value} shape. If the client is away, the message is
+// kept in its mailbox until it resumes. Send returns ErrUnknownClient if no
+// such client exists.
+func (s *Server) Send(ctx context.Context, clientID string, msg any) error {
+	data, err := encode(msg)
+	if err != nil {
+		return err
+	}
+	return s.sendData(ctx, clientID, data)
+}
+
+func (s *Server) sendData(ctx context.Context, clientID string, data []byte) error {
+	if st := s.state.Load(); st == stateNew || st == stateStopped {
+		return ErrServerClosed
+	}
+	if cl := s.Client(clientID); cl != nil && cl.deliver(data) {
+		return nil
+	}
+	if err := s.broker.Send(ctx, clientID, data); err != nil {
+		if errors.Is(err, broker.ErrUnknownClient) {
+			return fmt.Errorf("send to %s: %w", clientID, ErrUnknownClient)
+		}
+		return fmt.Errorf("rocket: send to %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// brokerHandler receives what the broker delivers to this server.
+type brokerHandler struct{ s *Server }
+
+// Deliver writes a directed message to a local client, or sends it on
+// through the broker when the client is no longer here.
+func (h brokerHandler) Deliver(clientID string, data []byte) {
+	s := h.s
+	if cl := s.Client(clientID); cl != nil && cl.deliver(data) {
+		return
+	}
+	if err := s.broker.Send(s.ctx, clientID, data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
+		s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message for client %s: %w", clientID, err)})
+	}
+}
+
+// DeliverRoom writes a room message to the room's local members.
+func (h brokerHandler) DeliverRoom(room string, data []byte) {
+	h.s.deliverRoom(room, data)
+}
+
+// pingLoop pings every client each PingInterval. A client that answers
+// nothing for PingInterval+PongTimeout is closed by the transport.
+func (s *Server) pingLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	var batch []*Client
+	for {
+		select {
+		case <-s.stopPing:
+			return
+		case <-t.C:
+		}
+		batch = s.snapshotClients(batch[:0])
+		for _, cl := range batch {
+			if cl.ready.Load() && !cl.closing.Load() {
+				if err := cl.conn.Ping(); errors.Is(err, transport.ErrSlow) {
+					cl.slow()
+				}
+			}
+		}
+		clear(batch)
+	}
+}
+
+func (s *Server) snapshotClients(dst []*Client) []*Client {
+	s.clientsMu.RLock()
+	for _, cl := range s.clients {
+		dst = append(dst, cl)
+	}
+	s.clientsMu.RUnlock()
+	return dst
+}
+
+// Shutdown stops the server: it refuses new connections, closes every
+// client with close code 1001 (going away: clients reconnect, possibly to
+// another node, and resume their sessions), waits until their connections
+// are closed or ctx ends, unregisters from the broker, and stops every
+// goroutine it started. It is safe to call more than once; later calls
+// return the first call's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	prev := s.state.Swap(stateStopping)
+	if prev == stateNew || prev == stateStopped {
+		s.state.Store(stateStopped)
+		s.cancel()
+		if s.ownBroker {
+			return s.broker.Close()
+		}
+		return nil
+	}
+	var errs []error
+	clients := s.snapshotClients(nil)
+	for _, cl := range clients {
+		cl.closeWith(transport.CloseGoingAway, "server shutting down")
+	}
+	for _, cl := range clients {
+		cl.finish("server shutting down")
+	}
+	// Let the closing handshakes complete so that clients see code 1001.
+	wait := time.NewTicker(10 * time.Millisecond)
+waitConns:
+	for s.conns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("rocket: shutdown: %d connections still open: %w", s.conns.Load(), ctx.Err()))
+			break waitConns
+		case <-wait.C:
+		}
+	}
+	wait.Stop()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := s.broker.UnregisterServer(uctx, s.id); err != nil {
+		errs = append(errs, fmt.Errorf("rocket: unregister server %s: %w", s.id, err))
+	}
+	cancel()
+	s.cancel()
+	close(s.stopPing)
+	s.acc.Stop()
+	s.wg.Wait()
+	if s.ownBroker {
+		if err := s.broker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("rocket: close broker: %w", err))
+		}
+	}
+	s.state.Store(stateStopped)
+	s.log.Info("rocket server stopped", "server", s.id)
+	return errors.Join(errs...)
+}
+
+// reportError logs an error the server handled itself and passes it to the
+// error hook.
+func (s *Server) reportError(e *ErrorEvent) {
+	attrs := []any{"err", e.Err}
+	if e.Client != nil {
+		attrs = append(attrs, "client", e.Client.id)
+	}
+	if e.Action != "" {
+		attrs = append(attrs, "action", e.Action)
+	}
+	if e.Stack != nil {
+		attrs = append(attrs, "stack", string(e.Stack))
+	}
+	s.log.Error("rocket: error", attrs...)
+	if s.onError != nil {
+		s.onError(e)
+	}
+}
