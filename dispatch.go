@@ -93,7 +93,12 @@ func (cl *Client) reply(cmd *protocol.Command, result any, err error) {
 	}
 	if err != nil {
 		var re *Error
-		if !errors.As(err, &re) {
+		switch {
+		case errors.As(err, &re):
+		case errors.Is(err, ErrUnavailable):
+			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
+			re = &Error{Code: CodeInternal, Message: cmd.Name + " could not be completed: the cluster is unavailable, try again"}
+		default:
 			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
 			re = &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
 		}

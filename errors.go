@@ -22,7 +22,8 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeUnauthorized: the client may not do this.
 	CodeUnauthorized = "unauthorized"
-	// CodeInternal: Rocket itself failed (for example the broker is down).
+	// CodeInternal: Rocket itself failed, for example the broker is down
+	// (an action returned an error wrapping ErrUnavailable).
 	CodeInternal = "internal_error"
 )
 
@@ -53,4 +54,8 @@ var (
 	// ErrSlowClient: the client's outgoing buffer is full; it is being
 	// disconnected.
 	ErrSlowClient = errors.New("rocket: client too slow")
+	// ErrUnavailable: the broker failed (for example Redis is down), so an
+	// operation that needs the cluster could not be done. Errors wrapping
+	// it reach clients as internal_error.
+	ErrUnavailable = errors.New("rocket: cluster unavailable")
 )

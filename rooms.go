@@ -55,7 +55,7 @@ func (s *Server) Publish(ctx context.Context, room string, msg any) error {
 		return ErrServerClosed
 	}
 	if err := s.broker.Publish(ctx, room, data); err != nil {
-		return fmt.Errorf("rocket: publish to room %q: %w", room, err)
+		return fmt.Errorf("rocket: publish to room %q: %w: %w", room, ErrUnavailable, err)
 	}
 	return nil
 }
@@ -104,7 +104,7 @@ func (s *Server) join(ctx context.Context, cl *Client, name string) error {
 			if len(r.members) == 0 {
 				s.dropRoom(name, r)
 			}
-			return fmt.Errorf("rocket: subscribe to room %q: %w", name, err)
+			return fmt.Errorf("rocket: subscribe to room %q: %w: %w", name, ErrUnavailable, err)
 		}
 		r.subscribed = true
 	}
@@ -135,7 +135,7 @@ func (s *Server) leave(ctx context.Context, cl *Client, name string) error {
 	if r.subscribed {
 		r.subscribed = false
 		if err := s.broker.Unsubscribe(ctx, s.id, name); err != nil {
-			return fmt.Errorf("rocket: unsubscribe from room %q: %w", name, err)
+			return fmt.Errorf("rocket: unsubscribe from room %q: %w: %w", name, ErrUnavailable, err)
 		}
 	}
 	return nil

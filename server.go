@@ -368,7 +368,7 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 		if errors.Is(err, broker.ErrUnknownClient) {
 			return fmt.Errorf("send to %s: %w", clientID, ErrUnknownClient)
 		}
-		return fmt.Errorf("rocket: send to %s: %w", clientID, err)
+		return fmt.Errorf("rocket: send to %s: %w: %w", clientID, ErrUnavailable, err)
 	}
 	return nil
 }

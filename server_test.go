@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -673,4 +674,67 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	cancel()
 	<-readerDone
+}
+
+// failingBroker is a memory broker whose room and send operations fail, as
+// a networked broker's do while its service is down.
+type failingBroker struct {
+	*memory.Broker
+	down atomic.Bool
+}
+
+var errDown = errors.New("broker service down")
+
+func (b *failingBroker) Publish(ctx context.Context, room string, data []byte) error {
+	if b.down.Load() {
+		return errDown
+	}
+	return b.Broker.Publish(ctx, room, data)
+}
+
+func (b *failingBroker) Send(ctx context.Context, id string, data []byte) error {
+	if b.down.Load() {
+		return errDown
+	}
+	return b.Broker.Send(ctx, id, data)
+}
+
+// TestBrokerDown: when the broker fails, actions that need it answer
+// internal_error, and everything local keeps working.
+func TestBrokerDown(t *testing.T) {
+	b := &failingBroker{Broker: memory.New(memory.Config{})}
+	t.Cleanup(func() { b.Close() })
+	var reported atomic.Int32
+	n := startNode(t, rocket.Config{Broker: b, Logger: slog.New(slog.DiscardHandler)}, func(s *rocket.Server) {
+		s.OnError(func(e *rocket.ErrorEvent) {
+			if errors.Is(e.Err, errDown) && errors.Is(e.Err, rocket.ErrUnavailable) {
+				reported.Add(1)
+			}
+		})
+	})
+	ann := dial(t, n.url, "")
+	ann.call("Chat.join", map[string]string{"room": "lobby", "name": "ann"}, nil)
+	b.down.Store(true)
+	for _, cmd := range []struct {
+		name string
+		args any
+	}{
+		{"Chat.say", map[string]string{"room": "lobby", "text": "hi"}},
+		{"Chat.whisper", map[string]string{"to": "999", "text": "hi"}},
+	} {
+		f := ann.request(cmd.name, cmd.args)
+		if f.Error == nil || f.Error.Code != rocket.CodeInternal || strings.Contains(f.Error.Message, errDown.Error()) {
+			t.Fatalf("%s with the broker down: %+v", cmd.name, f)
+		}
+	}
+	if reported.Load() != 2 {
+		t.Fatalf("error hook saw %d broker failures, want 2", reported.Load())
+	}
+	var got string
+	ann.call("Echo.echo", "local still works", &got)
+	b.down.Store(false)
+	ann.say("lobby", "back")
+	if f := ann.next(); f.Message == nil || f.Message.Text != "back" {
+		t.Fatalf("after recovery: %+v", f)
+	}
 }

@@ -95,7 +95,18 @@ type Stats struct {
 // Broker is what Rocket servers need from the engine that connects them.
 //
 // Every method is safe for concurrent use. Every method that may block takes
-// a context; when the context ends first the method returns its error.
+// a context; when the context ends first the method returns an error that
+// wraps the context's error.
+//
+// Methods that take a server id (Connect through the Client's Server field,
+// Resume, Subscribe, Unsubscribe, UnregisterServer) return an error wrapping
+// ErrUnknownServer when that server is not registered. Disconnect and Forget
+// of an unknown client do nothing and return nil. Connect of an id already
+// in the directory replaces the record and drops its mail.
+//
+// A delivery that had already started when UnregisterServer or Close was
+// called may still reach the Handler after they return; handlers must
+// tolerate it (Rocket's do).
 type Broker interface {
 	// RegisterServer allocates a cluster-unique server id, creates the
 	// server's inbox, keeps the server alive (heartbeat) and calls h with
