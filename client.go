@@ -35,7 +35,7 @@ type Client struct {
 	// for it are then kept in leftovers and sent on through the broker.
 	closing atomic.Bool
 	// registered is set by setup once the directory knows the client.
-	registered bool
+	registered atomic.Bool
 
 	mu        sync.Mutex
 	pending   [][]byte
@@ -203,7 +203,7 @@ func (cl *Client) closeWith(code int, reason string) {
 // OnMessage implements transport.Handler: it runs the frame's commands.
 func (cl *Client) OnMessage(text bool, data []byte) {
 	<-cl.readyCh
-	if cl.closing.Load() || !cl.registered {
+	if cl.closing.Load() || !cl.registered.Load() {
 		return
 	}
 	cl.srv.dispatch(cl, text, data)
@@ -230,7 +230,6 @@ func (cl *Client) OnClose(err error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			<-cl.readyCh
 			cl.finish(reason)
 		}()
 	}
@@ -238,9 +237,11 @@ func (cl *Client) OnClose(err error) {
 
 // finish makes the client leave: its rooms, then the directory (it becomes
 // away), then this server. Messages that reached it while it was leaving
-// are sent on through the broker (to its mailbox). finish runs once; other
-// callers wait for it to complete.
+// are sent on through the broker (to its mailbox). finish waits for the
+// client's setup to end, runs once, and makes other callers wait for it
+// to complete.
 func (cl *Client) finish(reason string) {
+	<-cl.readyCh
 	cl.finishOnce.Do(func() { cl.doFinish(reason) })
 }
 
@@ -266,7 +267,7 @@ func (cl *Client) doFinish(reason string) {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
 	}
-	if !cl.registered {
+	if !cl.registered.Load() {
 		return
 	}
 	if err := s.broker.Disconnect(ctx, cl.id, s.id); err != nil {

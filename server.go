@@ -268,7 +268,7 @@ func (s *Server) setup(cl *Client, token string) {
 			return
 		}
 	}
-	cl.registered = true
+	cl.registered.Store(true)
 	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed)
 	cl.becomeReady(welcome, mail)
 	if s.state.Load() != stateRunning {
