@@ -45,7 +45,9 @@ func (cl *Client) Rooms() []string {
 }
 
 // Publish sends msg (encoded as for Send) to every member of room on every
-// server of the cluster.
+// server of the cluster. Members on this server get it even when the broker
+// fails; the error (wrapping ErrUnavailable) then says the other servers did
+// not.
 func (s *Server) Publish(ctx context.Context, room string, msg any) error {
 	data, err := encode(msg)
 	if err != nil {
@@ -54,7 +56,10 @@ func (s *Server) Publish(ctx context.Context, room string, msg any) error {
 	if s.state.Load() != stateRunning {
 		return ErrServerClosed
 	}
-	if err := s.broker.Publish(ctx, room, data); err != nil {
+	// Local members first, so that they are served even when the broker
+	// is down; the broker delivers to the other servers.
+	s.deliverRoom(room, data)
+	if err := s.broker.Publish(ctx, s.id, room, data); err != nil {
 		return fmt.Errorf("rocket: publish to room %q: %w: %w", room, ErrUnavailable, err)
 	}
 	return nil

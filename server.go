@@ -383,6 +383,12 @@ func (h brokerHandler) Deliver(clientID string, data []byte) {
 	if cl := s.Client(clientID); cl != nil && cl.deliver(data) {
 		return
 	}
+	// The directory may still name this server (its Disconnect failed,
+	// say while the broker was down): correct it first, or the message
+	// would come straight back here.
+	if err := s.broker.Disconnect(s.ctx, clientID, s.id); err != nil {
+		s.reportError(&ErrorEvent{Err: fmt.Errorf("mark client %s away: %w", clientID, err)})
+	}
 	if err := s.broker.Send(s.ctx, clientID, data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 		s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message for client %s: %w", clientID, err)})
 	}

@@ -159,9 +159,13 @@ type Broker interface {
 	// Unsubscribe stops the server receiving messages published to room.
 	Unsubscribe(ctx context.Context, serverID, room string) error
 
-	// Publish delivers data to every server subscribed to room. Messages
-	// published by one goroutine reach each server in the order published.
-	Publish(ctx context.Context, room string, data []byte) error
+	// Publish delivers data to every server subscribed to room except
+	// from, the publishing server, which delivers to its own members itself
+	// (so that they are served even when the broker is down); an empty from
+	// skips no server. Messages published by one goroutine reach each server
+	// in the order published. Room messages are not kept for servers that
+	// are down or not subscribed.
+	Publish(ctx context.Context, from, room string, data []byte) error
 
 	// Stats returns the broker's counters.
 	Stats(ctx context.Context) (Stats, error)

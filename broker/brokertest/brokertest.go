@@ -71,6 +71,7 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"MailboxTTL", testMailboxTTL},
 		{"Forget", testForget},
 		{"RoomPublish", testRoomPublish},
+		{"RoomPublishSkipsOrigin", testRoomPublishSkipsOrigin},
 		{"RoomUnsubscribe", testRoomUnsubscribe},
 		{"RoomDoubleSubscribe", testRoomDoubleSubscribe},
 		{"RoomEmpty", testRoomEmpty},
@@ -161,7 +162,7 @@ func (e *env) send(clientID string, msgs ...string) {
 func (e *env) publish(room string, msgs ...string) {
 	e.t.Helper()
 	for _, m := range msgs {
-		if err := e.b.Publish(e.ctx, room, []byte(m)); err != nil {
+		if err := e.b.Publish(e.ctx, "", room, []byte(m)); err != nil {
 			e.t.Fatalf("Publish(%s, %q): %v", room, m, err)
 		}
 	}
@@ -587,6 +588,27 @@ func testRoomPublish(t *testing.T, e *env) {
 	}
 }
 
+// testRoomPublishSkipsOrigin: the publishing server is not delivered its
+// own message; the others are.
+func testRoomPublishSkipsOrigin(t *testing.T, e *env) {
+	e.open(defaultConfig)
+	a, ra := e.server()
+	b, rb := e.server()
+	e.subscribe(a, "room")
+	e.subscribe(b, "room")
+	msgs := seq("o", 20)
+	for _, m := range msgs {
+		if err := e.b.Publish(e.ctx, a, "room", []byte(m)); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	expectMsgs(t, "server b", rb.WaitRoom(t, "room", len(msgs), WaitTimeout), msgs...)
+	ra.ExpectQuiet(t, QuietPeriod)
+	if n := ra.Total(); n != 0 {
+		t.Fatalf("publishing server got %d of its own messages, want 0", n)
+	}
+}
+
 func testRoomUnsubscribe(t *testing.T, e *env) {
 	e.open(defaultConfig)
 	a, ra := e.server()
@@ -697,7 +719,7 @@ func testHandlerCallsBack(t *testing.T, e *env) {
 			}
 		},
 		deliverRoom: func(_ string, data []byte) {
-			if err := e.b.Publish(ctx, "out", data); err != nil {
+			if err := e.b.Publish(ctx, "", "out", data); err != nil {
 				t.Errorf("Publish from handler: %v", err)
 			}
 		},
@@ -714,7 +736,7 @@ func testHandlerCallsBack(t *testing.T, e *env) {
 		if err := e.b.Send(ctx, c, []byte("via-a")); err != nil {
 			t.Errorf("Send: %v", err)
 		}
-		if err := e.b.Publish(ctx, "in", []byte("room-via-a")); err != nil {
+		if err := e.b.Publish(ctx, "", "in", []byte("room-via-a")); err != nil {
 			t.Errorf("Publish: %v", err)
 		}
 	}()
@@ -863,7 +885,7 @@ func calls(serverID, clientID, session string) []call {
 			return b.Subscribe(ctx, serverID, "room2")
 		}},
 		{"Publish", func(ctx context.Context, b broker.Broker) error {
-			return b.Publish(ctx, "room", []byte("x"))
+			return b.Publish(ctx, "", "room", []byte("x"))
 		}},
 		{"Unsubscribe", func(ctx context.Context, b broker.Broker) error {
 			return b.Unsubscribe(ctx, serverID, "room")

@@ -121,7 +121,7 @@ type room struct {
 	subs map[string]*server
 	// handlers holds the handlers of subs. It is rebuilt, never modified in
 	// place, so Publish can use it after releasing the lock.
-	handlers []broker.Handler
+	handlers []*server
 }
 
 // mailbox is a bounded FIFO of messages. Until it is full the messages are
@@ -516,26 +516,28 @@ func (b *Broker) unsubscribe(s *server, name string) {
 // rebuild replaces r.handlers with a fresh slice of the subscribers'
 // handlers.
 func (r *room) rebuild() {
-	hs := make([]broker.Handler, 0, len(r.subs))
+	hs := make([]*server, 0, len(r.subs))
 	for _, s := range r.subs {
-		hs = append(hs, s.h)
+		hs = append(hs, s)
 	}
 	r.handlers = hs
 }
 
 // Publish calls the DeliverRoom method of the handler of every server
-// subscribed to room, from the caller's goroutine.
-func (b *Broker) Publish(ctx context.Context, name string, data []byte) error {
+// subscribed to room but from, from the caller's goroutine.
+func (b *Broker) Publish(ctx context.Context, from, name string, data []byte) error {
 	if err := b.enter(ctx, "publish"); err != nil {
 		return err
 	}
-	var hs []broker.Handler
+	var hs []*server
 	if r := b.rooms[name]; r != nil {
 		hs = r.handlers
 	}
 	b.mu.Unlock()
-	for _, h := range hs {
-		h.DeliverRoom(name, data)
+	for _, s := range hs {
+		if s.id != from {
+			s.h.DeliverRoom(name, data)
+		}
 	}
 	return nil
 }

@@ -158,7 +158,7 @@ func TestConcurrentUse(t *testing.T) {
 				_ = b.Send(ctx, id, []byte("x"))
 				_ = b.Disconnect(ctx, id, s)
 				_ = b.Send(ctx, id, []byte("y"))
-				_ = b.Publish(ctx, room, []byte("r"))
+				_ = b.Publish(ctx, "", room, []byte("r"))
 				if i%3 == 0 {
 					_, _ = b.Resume(ctx, id, id, s)
 				}
@@ -242,7 +242,7 @@ func BenchmarkPublish2Servers(b *testing.B) {
 	data := []byte("hello, rocket")
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := br.Publish(ctx, "room", data); err != nil {
+		if err := br.Publish(ctx, "", "room", data); err != nil {
 			b.Fatal(err)
 		}
 	}
