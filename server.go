@@ -3,6 +3,7 @@ package rocket
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -183,6 +184,18 @@ func (s *Server) Start(ctx context.Context) error {
 // ID returns the server's cluster-unique id, given by the broker at Start.
 func (s *Server) ID() string { return s.id }
 
+// Ready reports whether the server accepts connections and reaches its
+// broker (one round trip); the error says what is wrong.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.state.Load() != stateRunning {
+		return ErrServerClosed
+	}
+	if _, err := s.broker.Stats(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Broker returns the server's broker.
 func (s *Server) Broker() broker.Broker { return s.broker }
 
@@ -238,7 +251,7 @@ func (s *Server) setup(cl *Client, token string) {
 
 	var mail [][]byte
 	resumed := false
-	if id, secret, ok := parseToken(token); ok {
+	if id, secret, ok := parseToken(token); ok && s.mayReplace(id, secret) {
 		cl.id, cl.secret = id, secret
 		s.replaceLocal(cl)
 		m, err := s.broker.Resume(ctx, id, secret, s.id)
@@ -299,6 +312,21 @@ func parseToken(token string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	return token[:i], token[i+1:], true
+}
+
+// mayReplace reports whether a connection presenting secret may take the
+// place of a local client with the same id, if there is one: only with the
+// right secret, so that a wrong token cannot push a connected client off.
+func (s *Server) mayReplace(id, secret string) bool {
+	old := s.Client(id)
+	if old == nil {
+		return true
+	}
+	if subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 {
+		return true
+	}
+	s.log.Debug("session not resumed: wrong secret for a connected client", "client", id)
+	return false
 }
 
 // replaceLocal records cl as the local client with its id. A previous local

@@ -739,3 +739,31 @@ func TestBrokerDown(t *testing.T) {
 		t.Fatalf("after recovery: %+v", f)
 	}
 }
+
+// TestWrongSessionCannotTakeOver: a token with a connected client's id and
+// a wrong secret gives a new client and leaves the connected one alone.
+func TestWrongSessionCannotTakeOver(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	ann, bob := dial(t, n.url, ""), dial(t, n.url, "")
+	mallory := dial(t, n.url, bob.welcome.Client+".guessed")
+	if mallory.welcome.Resumed || mallory.welcome.Client == bob.welcome.Client {
+		t.Fatalf("wrong secret took over: %+v", mallory.welcome)
+	}
+	ann.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": "still yours"}, nil)
+	if f := bob.next(); f.Whisper == nil || f.Whisper.Text != "still yours" {
+		t.Fatalf("bob got %+v", f)
+	}
+	// The right secret from a second connection does take over: the old
+	// connection is closed with 1008.
+	bob2 := dial(t, n.url, bob.welcome.Session)
+	if !bob2.welcome.Resumed || bob2.welcome.Client != bob.welcome.Client {
+		t.Fatalf("welcome %+v", bob2.welcome)
+	}
+	if code := bob.expectClose(); code != websocket.StatusPolicyViolation {
+		t.Fatalf("old connection closed with %d, want 1008", code)
+	}
+	ann.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": "new home"}, nil)
+	if f := bob2.next(); f.Whisper == nil || f.Whisper.Text != "new home" {
+		t.Fatalf("bob2 got %+v", f)
+	}
+}
