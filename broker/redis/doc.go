@@ -1,0 +1,120 @@
+// Package redis implements broker.Broker on a standalone Redis server
+// (6.2 or newer), shared by the Rocket nodes (processes) of a cluster.
+//
+// Each node creates one Broker with New; the servers it registers get
+// cluster-unique ids, and every node sees the same directory of clients,
+// mailboxes and rooms. Every change that touches several keys is one Lua
+// script, so concurrent nodes never see it half done; scripts read the time
+// from the Redis server (TIME), so nodes with skewed clocks agree on
+// heartbeats and expiry.
+//
+// # Delivery
+//
+// Send appends "<client id> <data>" to the inbox (a list) of the server that
+// holds the client, as recorded in the client's hash, or appends data to the
+// client's mailbox when it is away. Each registered server has a consumer
+// goroutine that pops its inbox (up to Config.InboxBatch messages per round
+// trip, blocking for at most a second when it is empty) and calls
+// Handler.Deliver for each message in order, so messages sent by one
+// goroutine to one client arrive in order.
+//
+// Rooms use Redis pub/sub: Publish publishes "<from server id> <data>" on the
+// room's channel, and every Broker with local servers subscribed to the room
+// delivers data to them (but not to from), in the order received. A Broker
+// has one pub/sub connection; it subscribes a room's channel when its first
+// local server subscribes and unsubscribes it when the last one leaves.
+// Handlers are called from the Broker's goroutines (one consumer per server,
+// one room dispatcher), never while it holds a lock; they may call the
+// Broker back, except Close and their own server's UnregisterServer, which
+// wait for them.
+//
+// # Liveness
+//
+// Each registered server refreshes its heartbeat every
+// Config.HeartbeatInterval. Each Broker runs a reaper that, at the same
+// interval (with jitter), cleans up the servers whose heartbeat is older
+// than Config.DeadAfter: their clients go away (resumable, with their mail,
+// for Config.MailboxTTL), the messages left in their inbox move to where
+// their clients are now (the front of the mailbox of an away client, in
+// order), and their keys are deleted. The cleanup script checks the
+// heartbeat again and removes the server from the servers set first, so two
+// reapers never both clean up. A reaper that recovers from an outage of
+// Redis waits DeadAfter before cleaning up again, so that the servers that
+// lived through the outage refresh their heartbeats first.
+//
+// Close does not unregister the servers: to the cluster a closed Broker
+// looks like a crashed node, which the others clean up; Rocket servers call
+// UnregisterServer when they shut down gracefully.
+//
+// A server that was cleaned up while it was alive but cut off from Redis
+// notices it at its next heartbeat (the servers set did not hold it any
+// more) and reclaims the clients it holds: an away client becomes its own
+// again, with its mail moved to its inbox in order; a client that is gone is
+// recorded again; a client that another server holds now is left there.
+//
+// Each Broker also runs a sweeper that forgets away clients whose
+// MailboxTTL has passed, counting their mail in MailExpired; Send, Resume
+// and Lookup treat such a client as unknown even before the sweeper runs.
+//
+// # Failures
+//
+// Calls fail fast with an error wrapping the cause when Redis is
+// unreachable; they are bounded by their context, except that a call whose
+// context ends while its command is under way waits up to 100 ms more for
+// the answer, so that a change Redis has made is reported as made. The
+// first use of a pooled connection that a Redis restart broke fails once
+// (writes are not retried: Redis may have carried them out).
+//
+// The Broker's goroutines log the first failure of an outage and the
+// recovery (one line each), retry with exponential backoff from 50 ms to
+// 2 s, and recover by themselves when Redis comes back: the consumers pop
+// again and the subscriber reconnects and subscribes every wanted channel
+// again. Subscribe does not fail while Redis is down: it records the wish,
+// which the subscriber carries out when Redis is back (room messages
+// published meanwhile are not delivered).
+//
+// Messages already popped from an inbox are delivered even while their
+// server unregisters or its Broker closes; a message whose pop answer is
+// lost on the network (a connection broken mid-reply) is lost. Messages
+// that were in an inbox when their client moved away are delivered to the
+// old server's Handler, which sends them on (see the broker package's
+// contract for servers).
+//
+// # Keys
+//
+// With P the Config.Prefix ("rocket:" by default), a Broker uses:
+//
+//	P server_ids               string  INCR counter of server ids (decimal)
+//	P client_ids               string  INCR counter of client ids (decimal)
+//	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
+//	P server:<id>:clients      set     ids of the clients the server holds
+//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries
+//	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
+//	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
+//	                                   secret: the secret itself is never stored), away_until
+//	                                   (unix ms, only while away); while away the key expires
+//	                                   at away_until plus a minute, as a safety net
+//	P mail:<id>                list    mailbox of an away client, oldest first, at most
+//	                                   MailboxSize messages; expires with the client key
+//	P away                     zset    away client id -> away_until
+//	P stats:mail_dropped       string  messages dropped from full mailboxes
+//	P stats:mail_expired       string  messages dropped with expired clients
+//	P room:<name>              channel pub/sub channel of a room: "<from server id> <data>"
+//
+// Stats returns the two counters, which are shared by every Broker of the
+// prefix (cluster-wide, since the prefix was first used), not counted per
+// Broker.
+//
+// # Ids and persistence
+//
+// Server and client ids come from the two counters. Production Redis should
+// run with appendonly yes: a Redis that restarts without its data would
+// start the counters again from zero. As a safety net the id scripts take
+// the highest id the Broker has issued or seen and never return one at or
+// below it, and servers reclaiming their clients after such a restart raise
+// the counters above the ids they hold.
+//
+// Redis Cluster is not supported: the scripts touch the keys of many
+// clients and servers at once. The URL may name a TLS server (rediss://),
+// a user and password, and a database.
+package redis

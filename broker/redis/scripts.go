@@ -1,0 +1,397 @@
+package redis
+
+import (
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// Every change that touches more than one key is one Lua script, so that
+// concurrent nodes never see it half done. Scripts get the key prefix as
+// ARGV[1] and build key names from it (standalone Redis only: a cluster
+// would need every key declared and in one slot). Times come from the Redis
+// server's clock (TIME), so that nodes with skewed clocks agree.
+
+// Parts of the scripts: luaBase and then, in this order, the helpers that a
+// script uses (each helper may use those listed before it). Scripts include
+// only what they use, as Redis runs the whole text at every call.
+
+const luaBase = `
+local P = ARGV[1]
+local AWAY = P .. 'away'
+local SERVERS = P .. 'servers'
+local GRACE = 60000
+`
+
+const luaNow = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
+const luaInt = `
+-- int formats an integer-valued number without an exponent.
+local function int(n) return string.format('%d', n) end
+`
+
+const luaKeys = `
+local function client_key(id) return P .. 'client:' .. id end
+local function mail_key(id) return P .. 'mail:' .. id end
+local function set_key(sid) return P .. 'server:' .. sid .. ':clients' end
+local function inbox_key(sid) return P .. 'inbox:' .. sid end
+`
+
+const luaRaiseCounter = `
+-- raise_counter makes the id counter name at least n, if id is decimal.
+local function raise_counter(name, id)
+  local n = tonumber(id)
+  if not n then return end
+  local key = P .. name
+  if (tonumber(redis.call('GET', key)) or 0) < n then redis.call('SET', key, id) end
+end
+`
+
+const luaExpire = `
+-- expire forgets an away client and counts its mail as expired.
+local function expire(id)
+  local n = redis.call('LLEN', mail_key(id))
+  if n > 0 then redis.call('INCRBY', P .. 'stats:mail_expired', n) end
+  redis.call('DEL', client_key(id), mail_key(id))
+  redis.call('ZREM', AWAY, id)
+end
+`
+
+const luaState = `
+-- state returns the server of a client, '' and its away_until when it is
+-- away, or nil when it is unknown or expired (an expired client is
+-- forgotten, its mail counted).
+local function state(id, now)
+  local f = redis.call('HMGET', client_key(id), 'server', 'away_until')
+  local srv = f[1]
+  if not srv then return nil end
+  if srv == '' then
+    local au = tonumber(f[2])
+    if not au or au <= now then
+      expire(id)
+      return nil
+    end
+    return '', au
+  end
+  return srv
+end
+`
+
+const luaGoAway = `
+-- go_away marks the client, held by sid, away from now on; it returns
+-- away_until.
+local function go_away(id, sid, now, ttl)
+  local au = now + ttl
+  local ck = client_key(id)
+  redis.call('HSET', ck, 'server', '', 'away_until', int(au))
+  redis.call('ZADD', AWAY, int(au), id)
+  redis.call('PEXPIREAT', ck, int(au + GRACE))
+  redis.call('PEXPIREAT', mail_key(id), int(au + GRACE))
+  redis.call('SREM', set_key(sid), id)
+  return au
+end
+`
+
+const luaBoundMail = `
+-- bound_mail keeps the newest size messages of an away client's mailbox,
+-- counts the others as dropped, and makes the mailbox expire with the
+-- client.
+local function bound_mail(id, size, au)
+  local mk = mail_key(id)
+  local n = redis.call('LLEN', mk)
+  if n > size then
+    redis.call('LTRIM', mk, n - size, -1)
+    redis.call('INCRBY', P .. 'stats:mail_dropped', n - size)
+  end
+  redis.call('PEXPIREAT', mk, int(au + GRACE))
+end
+`
+
+const luaTakeClient = `
+-- take_client makes the client id, known to be live, sid's: it leaves its
+-- old server's set, stops being away and joins sid's set.
+local function take_client(id, old, sid)
+  local ck = client_key(id)
+  if old ~= '' and old ~= sid then redis.call('SREM', set_key(old), id) end
+  redis.call('HSET', ck, 'server', sid)
+  redis.call('HDEL', ck, 'away_until')
+  redis.call('ZREM', AWAY, id)
+  redis.call('PERSIST', ck)
+  redis.call('SADD', set_key(sid), id)
+end
+`
+
+// luaNextClientID: ARGV prefix, floor. Returns a client id above floor.
+const luaNextClientID = `
+local key = P .. 'client_ids'
+local v = redis.call('INCR', key)
+local floor = tonumber(ARGV[2])
+if v <= floor then
+  v = floor + 1
+  redis.call('SET', key, int(v))
+end
+return int(v)
+`
+
+// luaRegister: ARGV prefix, floor. Allocates a server id above floor and
+// records its first heartbeat.
+const luaRegister = `
+local key = P .. 'server_ids'
+local v = redis.call('INCR', key)
+local floor = tonumber(ARGV[2])
+if v <= floor then
+  v = floor + 1
+  redis.call('SET', key, int(v))
+end
+local id = int(v)
+redis.call('ZADD', SERVERS, int(now_ms()), id)
+return id
+`
+
+// luaHeartbeat: ARGV prefix, server id. Returns 1 when the server was not
+// in the servers set any more (it was reaped, or Redis lost its data).
+const luaHeartbeat = `
+local sid = ARGV[2]
+local added = redis.call('ZADD', SERVERS, int(now_ms()), sid)
+if added == 1 then raise_counter('server_ids', sid) end
+return added
+`
+
+// luaConnect: ARGV prefix, client id, server id, session hash.
+const luaConnect = `
+local id, sid = ARGV[2], ARGV[3]
+local ck = client_key(id)
+local old = redis.call('HGET', ck, 'server')
+if old and old ~= '' and old ~= sid then redis.call('SREM', set_key(old), id) end
+redis.call('DEL', ck, mail_key(id))
+redis.call('ZREM', AWAY, id)
+redis.call('HSET', ck, 'server', sid, 'session', ARGV[4])
+redis.call('SADD', set_key(sid), id)
+return 1
+`
+
+// luaResume: ARGV prefix, client id, server id, session hash.
+// Returns {0} unknown, {1} bad session, {2, old server, mail}.
+const luaResume = `
+local id, sid = ARGV[2], ARGV[3]
+local srv = state(id, now_ms())
+if not srv then return {0} end
+if redis.call('HGET', client_key(id), 'session') ~= ARGV[4] then return {1} end
+take_client(id, srv, sid)
+local mk = mail_key(id)
+local mail = redis.call('LRANGE', mk, 0, -1)
+redis.call('DEL', mk)
+return {2, srv, mail}
+`
+
+// luaDisconnect: ARGV prefix, client id, server id, mailbox TTL (ms).
+// Returns 1 when the client went away.
+const luaDisconnect = `
+local id, sid = ARGV[2], ARGV[3]
+if redis.call('HGET', client_key(id), 'server') ~= sid then return 0 end
+go_away(id, sid, now_ms(), tonumber(ARGV[4]))
+return 1
+`
+
+// luaForget: ARGV prefix, client id.
+const luaForget = `
+local id = ARGV[2]
+local ck = client_key(id)
+local srv = redis.call('HGET', ck, 'server')
+if srv and srv ~= '' then redis.call('SREM', set_key(srv), id) end
+redis.call('DEL', ck, mail_key(id))
+redis.call('ZREM', AWAY, id)
+if srv then return 1 end
+return 0
+`
+
+// luaLookup: ARGV prefix, client id. Returns {0} unknown or {1, server}.
+const luaLookup = `
+local srv = state(ARGV[2], now_ms())
+if not srv then return {0} end
+return {1, srv}
+`
+
+// luaSend: ARGV prefix, client id, data, mailbox size.
+// Returns 0 unknown, 1 pushed to the owner's inbox, 2 kept in the mailbox.
+const luaSend = `
+local id = ARGV[2]
+local srv, au = state(id, now_ms())
+if not srv then return 0 end
+if srv ~= '' then
+  redis.call('RPUSH', inbox_key(srv), id .. ' ' .. ARGV[3])
+  return 1
+end
+redis.call('RPUSH', mail_key(id), ARGV[3])
+bound_mail(id, tonumber(ARGV[4]), au)
+return 2
+`
+
+// luaSweep: ARGV prefix, limit. Forgets away clients whose time is up.
+// Returns {entries looked at, clients expired}.
+const luaSweep = `
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', AWAY, '-inf', int(now), 'LIMIT', 0, tonumber(ARGV[2]))
+local n = 0
+for _, id in ipairs(ids) do
+  local srv = redis.call('HGET', client_key(id), 'server')
+  if not srv then
+    expire(id)
+  elseif srv ~= '' then
+    redis.call('ZREM', AWAY, id)
+  elseif not state(id, now) then
+    n = n + 1
+  end
+end
+return {#ids, n}
+`
+
+// luaDeadServers: ARGV prefix, dead after (ms), limit. Returns the ids of
+// the servers whose last heartbeat is older than dead after.
+const luaDeadServers = `
+local before = now_ms() - tonumber(ARGV[2])
+return redis.call('ZRANGEBYSCORE', SERVERS, '-inf', '(' .. int(before), 'LIMIT', 0, tonumber(ARGV[3]))
+`
+
+// luaCleanup: ARGV prefix, server id, mode ('reap' or 'unregister'), dead
+// after (ms), mailbox TTL (ms), mailbox size.
+//
+// Removes a server: every client it holds goes away, the messages left in
+// its inbox move to where their clients are now (before the mail of an away
+// client: they were sent before it went away; at the end of another server's
+// inbox otherwise), its inbox and set are deleted. In 'reap' mode it does
+// nothing unless the server's heartbeat is still older than dead after, and
+// only the script that removes the server from the servers set goes on, so
+// two reapers never both clean up.
+// Returns {done (1 or 0), clients made away, messages moved}.
+const luaCleanup = `
+local sid = ARGV[2]
+local ttl, size = tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+if ARGV[3] == 'reap' then
+  local score = redis.call('ZSCORE', SERVERS, sid)
+  if not score or tonumber(score) >= now - tonumber(ARGV[4]) then return {0, 0, 0} end
+end
+if redis.call('ZREM', SERVERS, sid) == 0 and ARGV[3] == 'reap' then return {0, 0, 0} end
+local away = 0
+for _, id in ipairs(redis.call('SMEMBERS', set_key(sid))) do
+  if redis.call('HGET', client_key(id), 'server') == sid then
+    go_away(id, sid, now, ttl)
+    away = away + 1
+  end
+end
+redis.call('DEL', set_key(sid))
+local ik = inbox_key(sid)
+local entries = redis.call('LRANGE', ik, 0, -1)
+redis.call('DEL', ik)
+local ids, data, where, until_ = {}, {}, {}, {}
+for _, e in ipairs(entries) do
+  local sp = string.find(e, ' ', 1, true)
+  if sp then
+    local id = string.sub(e, 1, sp - 1)
+    ids[#ids + 1] = id
+    data[#data + 1] = string.sub(e, sp + 1)
+    if where[id] == nil then
+      local srv, au = state(id, now)
+      if srv == sid then
+        au = go_away(id, sid, now, ttl)
+        srv = ''
+        away = away + 1
+      end
+      where[id] = srv or false
+      until_[id] = au
+    end
+  end
+end
+local moved, touched = 0, {}
+for i = #ids, 1, -1 do
+  local id = ids[i]
+  if where[id] == '' then
+    redis.call('LPUSH', mail_key(id), data[i])
+    touched[id] = true
+    moved = moved + 1
+  end
+end
+for id in pairs(touched) do bound_mail(id, size, until_[id]) end
+for i = 1, #ids do
+  local srv = where[ids[i]]
+  if srv and srv ~= '' then
+    redis.call('RPUSH', inbox_key(srv), ids[i] .. ' ' .. data[i])
+    moved = moved + 1
+  end
+end
+return {1, away, moved}
+`
+
+// luaReclaim: ARGV prefix, client id, server id, session hash.
+//
+// Run by a server that finds it was reaped while alive, for each client it
+// holds: an away client becomes the server's again and its mail moves to
+// the server's inbox, in order; a missing (or expired) client is recreated;
+// a client held by another server, or under another session, is left.
+// Returns {status, messages moved}: status 0 left, 1 recreated, 2 taken
+// back from away, 3 still the server's.
+const luaReclaim = `
+local id, sid, hash = ARGV[2], ARGV[3], ARGV[4]
+raise_counter('client_ids', id)
+local ck = client_key(id)
+local srv = state(id, now_ms())
+if not srv then
+  redis.call('DEL', ck, mail_key(id))
+  redis.call('ZREM', AWAY, id)
+  redis.call('HSET', ck, 'server', sid, 'session', hash)
+  redis.call('SADD', set_key(sid), id)
+  return {1, 0}
+end
+if redis.call('HGET', ck, 'session') ~= hash then return {0, 0} end
+if srv == sid then
+  redis.call('SADD', set_key(sid), id)
+  return {3, 0}
+end
+if srv ~= '' then return {0, 0} end
+take_client(id, srv, sid)
+local mk = mail_key(id)
+local mail = redis.call('LRANGE', mk, 0, -1)
+local ik = inbox_key(sid)
+for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. ' ' .. m) end
+redis.call('DEL', mk)
+return {2, #mail}
+`
+
+// scripts are the Broker's Lua scripts.
+type scripts struct {
+	nextClientID, register, heartbeat                 *rueidis.Lua
+	connect, resume, disconnect, forget, lookup, send *rueidis.Lua
+	sweep, deadServers, cleanup, reclaim              *rueidis.Lua
+}
+
+// newScripts returns the scripts and their sources, to be loaded by New.
+func newScripts() (*scripts, []string) {
+	var srcs []string
+	mk := func(body string, helpers ...string) *rueidis.Lua {
+		src := luaBase + strings.Join(helpers, "") + body
+		srcs = append(srcs, src)
+		return rueidis.NewLuaScript(src)
+	}
+	s := &scripts{
+		nextClientID: mk(luaNextClientID, luaInt),
+		register:     mk(luaRegister, luaNow, luaInt),
+		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
+		connect:      mk(luaConnect, luaKeys),
+		resume:       mk(luaResume, luaNow, luaKeys, luaExpire, luaState, luaTakeClient),
+		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
+		forget:       mk(luaForget, luaKeys),
+		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
+		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaBoundMail),
+		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
+		deadServers:  mk(luaDeadServers, luaNow, luaInt),
+		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaBoundMail),
+		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaRaiseCounter, luaExpire, luaState, luaTakeClient),
+	}
+	return s, srcs
+}
