@@ -118,6 +118,7 @@ func (cl *Client) write(data []byte) error {
 	err := cl.conn.WriteText(data)
 	switch {
 	case err == nil:
+		cl.srv.metrics.messagesSent.Inc()
 		return nil
 	case errors.Is(err, transport.ErrSlow):
 		cl.slow()
@@ -163,7 +164,7 @@ func (cl *Client) becomeReady(welcome []byte, mail [][]byte) {
 		if err := cl.conn.WriteText(f); err != nil {
 			if errors.Is(err, transport.ErrSlow) {
 				cl.closing.Store(true)
-				cl.srv.stats.slowClients.Add(1)
+				cl.srv.metrics.slowClients.Inc()
 				cl.conn.Abort(err)
 			}
 			break
@@ -181,7 +182,7 @@ func (cl *Client) slow() {
 	}
 	cl.mu.Unlock()
 	if first {
-		cl.srv.stats.slowClients.Add(1)
+		cl.srv.metrics.slowClients.Inc()
 		cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
 	}
 	cl.closing.Store(true)

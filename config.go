@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rocket-go/rocket/broker"
 )
 
@@ -22,6 +23,12 @@ type Config struct {
 
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// Metrics, when set, gets the server's Prometheus metrics registered
+	// (rocket_clients, rocket_commands_total, rocket_command_duration_seconds,
+	// rocket_broker_duration_seconds and the others listed in docs/design.md).
+	// Nil means the metrics are not exported.
+	Metrics prometheus.Registerer
 
 	// MaxFrameBytes is the largest frame a client may send. A larger frame
 	// is answered with a too_large error frame and the connection stays

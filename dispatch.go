@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/rocket-go/rocket/internal/protocol"
 	"golang.org/x/time/rate"
@@ -49,23 +50,32 @@ func (s *Server) runCommand(cl *Client, cmd *protocol.Command) {
 		}
 		if !cl.limiter.Allow() {
 			cl.reply(cmd, nil, &Error{Code: CodeRateLimited, Message: fmt.Sprintf("more than %g commands per second", s.cfg.CommandRate)})
+			action := cmd.Name
+			if s.chain[action] == nil {
+				action = "unknown"
+			}
+			s.metrics.commands.WithLabelValues(action, CodeRateLimited).Inc()
 			return
 		}
 	}
 	h := s.chain[cmd.Name]
 	if h == nil {
 		cl.reply(cmd, nil, &Error{Code: CodeUnknownAction, Message: fmt.Sprintf("no action %q", cmd.Name)})
+		s.metrics.commands.WithLabelValues("unknown", CodeUnknownAction).Inc()
 		return
 	}
+	start := time.Now()
 	result, err := s.run(cl, h, cmd)
-	cl.reply(cmd, result, err)
+	s.metrics.commandDuration.WithLabelValues(cmd.Name).Observe(time.Since(start).Seconds())
+	outcome := cl.reply(cmd, result, err)
+	s.metrics.commands.WithLabelValues(cmd.Name, outcome).Inc()
 }
 
 // run calls the handler, turning a panic into an action_failed error.
 func (s *Server) run(cl *Client, h Handler, cmd *protocol.Command) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.stats.panics.Add(1)
+			s.metrics.panics.Inc()
 			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: fmt.Errorf("panic: %v", p), Stack: debug.Stack()})
 			result, err = nil, &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
 		}
@@ -76,13 +86,14 @@ func (s *Server) run(cl *Client, h Handler, cmd *protocol.Command) (result any, 
 
 // reply sends the outcome of a command: a result or error reply when the
 // command carried a ref, an error frame naming the action when it did not
-// and failed, nothing when it did not and succeeded.
-func (cl *Client) reply(cmd *protocol.Command, result any, err error) {
+// and failed, nothing when it did not and succeeded. It returns the outcome:
+// "ok" or the error code.
+func (cl *Client) reply(cmd *protocol.Command, result any, err error) string {
 	s := cl.srv
 	var frame []byte
 	if err == nil {
 		if cmd.Ref == nil {
-			return
+			return "ok"
 		}
 		b, merr := json.Marshal(result)
 		if merr != nil {
@@ -107,8 +118,11 @@ func (cl *Client) reply(cmd *protocol.Command, result any, err error) {
 		} else {
 			frame = protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message)
 		}
+		_ = cl.write(frame)
+		return re.Code
 	}
 	_ = cl.write(frame)
+	return "ok"
 }
 
 // sendError sends a frame-level error.

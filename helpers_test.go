@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rocket-go/rocket"
 	"github.com/rocket-go/rocket/internal/demo"
 )
@@ -287,4 +288,28 @@ func httptestServer(h http.Handler) *httptest.Server { return httptest.NewServer
 func (c *client) say(room, text string) {
 	c.t.Helper()
 	c.send(map[string]any{"Chat.say": map[string]string{"room": room, "text": text}})
+}
+
+// metricValue returns the value of an unlabelled counter or gauge.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
 }

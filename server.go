@@ -75,12 +75,7 @@ type Server struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	stats serverStats
-}
-
-type serverStats struct {
-	slowClients atomic.Uint64
-	panics      atomic.Uint64
+	metrics *metrics
 }
 
 // New returns a Server for cfg, with defaults applied to its zero fields.
@@ -103,6 +98,16 @@ func New(cfg Config) (*Server, error) {
 	if s.broker == nil {
 		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
 		s.ownBroker = true
+	}
+	s.metrics = newMetrics(s)
+	s.broker = instrumented{Broker: s.broker, m: s.metrics}
+	if cfg.Metrics != nil {
+		if err := s.metrics.register(cfg.Metrics); err != nil {
+			if s.ownBroker {
+				s.broker.Close()
+			}
+			return nil, err
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -204,10 +209,12 @@ func (s *Server) Broker() broker.Broker { return s.broker }
 // ?session=<token> resumes that session when it is still valid.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.state.Load() != stateRunning {
+		s.metrics.refused.WithLabelValues("not_running").Inc()
 		http.Error(w, "rocket: server not running", http.StatusServiceUnavailable)
 		return
 	}
 	if !originAllowed(r.Header.Get("Origin"), r.Host, s.cfg.AllowedOrigins) {
+		s.metrics.refused.WithLabelValues("origin").Inc()
 		s.log.Debug("connection refused: origin not allowed", "origin", r.Header.Get("Origin"), "host", r.Host)
 		http.Error(w, "rocket: origin not allowed", http.StatusForbidden)
 		return
@@ -217,6 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		reply, err = s.onConnect(&ConnectEvent{Request: r})
 		if err != nil {
+			s.metrics.refused.WithLabelValues("hook").Inc()
 			status := http.StatusForbidden
 			var re *Error
 			if errors.As(err, &re) && re.Code == CodeUnauthorized {
@@ -237,6 +245,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns.Add(1)
+	s.metrics.connections.Inc()
 	cl.conn = conn
 	s.setup(cl, r.URL.Query().Get("session"))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rocket-go/rocket"
 	"github.com/rocket-go/rocket/broker/memory"
 	"go.uber.org/goleak"
@@ -425,7 +426,8 @@ func TestTwoNodes(t *testing.T) {
 
 func TestSlowClientDisconnected(t *testing.T) {
 	var reason atomic.Value
-	n := startNode(t, rocket.Config{MaxPendingBytes: 64 << 10}, func(s *rocket.Server) {
+	reg := prometheus.NewRegistry()
+	n := startNode(t, rocket.Config{MaxPendingBytes: 64 << 10, Metrics: reg}, func(s *rocket.Server) {
 		s.OnDisconnect(func(e *rocket.DisconnectEvent) { reason.Store(e.Reason) })
 	})
 	slow := dial(t, n.url, "")
@@ -454,6 +456,9 @@ func TestSlowClientDisconnected(t *testing.T) {
 		}
 		return nil
 	})
+	if v := metricValue(t, reg, "rocket_slow_client_disconnects_total"); v != 1 {
+		t.Fatalf("rocket_slow_client_disconnects_total = %v, want 1", v)
+	}
 	// Everybody else is still served.
 	var got int
 	fast.call("Echo.echo", 7, &got)
@@ -464,7 +469,8 @@ func TestSlowClientDisconnected(t *testing.T) {
 
 func TestPanicRecovered(t *testing.T) {
 	var events atomic.Int32
-	n := startNode(t, rocket.Config{}, func(s *rocket.Server) {
+	reg := prometheus.NewRegistry()
+	n := startNode(t, rocket.Config{Metrics: reg}, func(s *rocket.Server) {
 		s.HandleFunc("Bad.nilmap", func(*rocket.Context) (any, error) {
 			var m map[string]int
 			m["x"] = 1
@@ -484,6 +490,9 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	if events.Load() != 3 {
 		t.Fatalf("error hook saw %d panics with a stack, want 3", events.Load())
+	}
+	if v := metricValue(t, reg, "rocket_action_panics_total"); v != 3 {
+		t.Fatalf("rocket_action_panics_total = %v, want 3", v)
 	}
 	var got string
 	c.call("Echo.echo", "alive", &got)

@@ -1,0 +1,173 @@
+package rocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rocket-go/rocket/broker"
+)
+
+// metrics are the server's Prometheus metrics. They are registered with
+// Config.Metrics when it is set; otherwise they are kept but not exported.
+type metrics struct {
+	clients         prometheus.GaugeFunc
+	connections     prometheus.Counter
+	refused         *prometheus.CounterVec
+	commands        *prometheus.CounterVec
+	commandDuration *prometheus.HistogramVec
+	messagesSent    prometheus.Counter
+	slowClients     prometheus.Counter
+	panics          prometheus.Counter
+	brokerErrors    *prometheus.CounterVec
+	brokerDuration  *prometheus.HistogramVec
+	mailbox         *mailboxCollector
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		clients: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rocket_clients", Help: "Clients connected to this server.",
+		}, func() float64 { return float64(s.ClientCount()) }),
+		connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_connections_total", Help: "WebSocket connections accepted (upgraded).",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rocket_connections_refused_total", Help: "Connections refused before the upgrade, by reason (origin, hook, not_running).",
+		}, []string{"reason"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rocket_commands_total", Help: "Commands run, by action and outcome (ok or the error code).",
+		}, []string{"action", "outcome"}),
+		commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rocket_command_duration_seconds",
+			Help:    "Time spent running actions (middleware included), by action.",
+			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"action"}),
+		messagesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_messages_sent_total", Help: "Frames written to clients (replies, errors, pushes, room messages).",
+		}),
+		slowClients: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_slow_client_disconnects_total", Help: "Clients disconnected because they did not read their output.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_action_panics_total", Help: "Panics recovered in actions.",
+		}),
+		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rocket_broker_errors_total", Help: "Broker calls that failed, by operation (unknown clients and bad sessions are not errors).",
+		}, []string{"op"}),
+		brokerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rocket_broker_duration_seconds",
+			Help:    "Latency of broker calls, by operation.",
+			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 2},
+		}, []string{"op"}),
+		mailbox: &mailboxCollector{s: s,
+			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from full mailboxes of away clients (broker-wide).", nil, nil),
+			expired: prometheus.NewDesc("rocket_mailbox_expired_total", "Messages dropped with away clients whose session expired (broker-wide).", nil, nil),
+		},
+	}
+	return m
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.clients, m.connections, m.refused, m.commands, m.commandDuration,
+		m.messagesSent, m.slowClients, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox} {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("rocket: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// mailboxCollector reads the broker's mailbox counters at scrape time.
+type mailboxCollector struct {
+	s                *Server
+	dropped, expired *prometheus.Desc
+}
+
+func (c *mailboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.dropped
+	ch <- c.expired
+}
+
+func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.s.broker.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.dropped, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.MailDropped))
+	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(st.MailExpired))
+}
+
+// instrumented wraps a broker to count its failures and time its calls.
+type instrumented struct {
+	broker.Broker
+	m *metrics
+}
+
+func (b instrumented) observe(op string, start time.Time, err error) {
+	b.m.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) {
+		b.m.brokerErrors.WithLabelValues(op).Inc()
+	}
+}
+
+func (b instrumented) Send(ctx context.Context, clientID string, data []byte) error {
+	start := time.Now()
+	err := b.Broker.Send(ctx, clientID, data)
+	b.observe("send", start, err)
+	return err
+}
+
+func (b instrumented) Publish(ctx context.Context, from, room string, data []byte) error {
+	start := time.Now()
+	err := b.Broker.Publish(ctx, from, room, data)
+	b.observe("publish", start, err)
+	return err
+}
+
+func (b instrumented) Connect(ctx context.Context, c broker.Client) error {
+	start := time.Now()
+	err := b.Broker.Connect(ctx, c)
+	b.observe("connect", start, err)
+	return err
+}
+
+func (b instrumented) Resume(ctx context.Context, clientID, session, serverID string) ([][]byte, error) {
+	start := time.Now()
+	mail, err := b.Broker.Resume(ctx, clientID, session, serverID)
+	b.observe("resume", start, err)
+	return mail, err
+}
+
+func (b instrumented) Disconnect(ctx context.Context, clientID, serverID string) error {
+	start := time.Now()
+	err := b.Broker.Disconnect(ctx, clientID, serverID)
+	b.observe("disconnect", start, err)
+	return err
+}
+
+func (b instrumented) NewClientID(ctx context.Context) (string, error) {
+	start := time.Now()
+	id, err := b.Broker.NewClientID(ctx)
+	b.observe("new_client_id", start, err)
+	return id, err
+}
+
+func (b instrumented) Subscribe(ctx context.Context, serverID, room string) error {
+	start := time.Now()
+	err := b.Broker.Subscribe(ctx, serverID, room)
+	b.observe("subscribe", start, err)
+	return err
+}
+
+func (b instrumented) Unsubscribe(ctx context.Context, serverID, room string) error {
+	start := time.Now()
+	err := b.Broker.Unsubscribe(ctx, serverID, room)
+	b.observe("unsubscribe", start, err)
+	return err
+}
