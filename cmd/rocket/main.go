@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -24,7 +25,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/broker/redis"
 	"github.com/rocket-go/rocket/client"
 	"github.com/rocket-go/rocket/internal/demo"
 )
@@ -53,6 +58,8 @@ type options struct {
 	logLevel         string
 	logFormat        string
 	shutdownTimeout  time.Duration
+	heartbeat        time.Duration
+	redisPrefix      string
 	cfg              rocket.Config
 }
 
@@ -102,6 +109,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	str(&o.wsAddr, "ws-addr", "ROCKET_WS_ADDR", ":9185", "address for WebSocket connections")
 	str(&o.httpAddr, "http-addr", "ROCKET_HTTP_ADDR", ":9346", "address for the static files, /rocket.js and WebSockets at /ws")
 	str(&o.redisURL, "redis-url", "ROCKET_REDIS_URL", "", "Redis URL to join a cluster, e.g. redis://127.0.0.1:6379/0; empty runs one node on the in-memory broker")
+	dur(&o.heartbeat, "heartbeat-interval", "ROCKET_HEARTBEAT_INTERVAL", time.Second, "with Redis: how often this node proves it is alive; a node silent for 5 intervals is declared dead and its clients' mail kept for them")
+	str(&o.redisPrefix, "redis-prefix", "ROCKET_REDIS_PREFIX", "rocket:", "with Redis: prefix of every key and channel (one cluster per prefix)")
 	str(&o.publicDir, "public-dir", "ROCKET_PUBLIC_DIR", "", "directory served on the HTTP port; empty serves the built-in chat page")
 	str(&o.allowedOrigins, "allowed-origins", "ROCKET_ALLOWED_ORIGINS", "", "comma-separated origin host patterns allowed besides same-origin, e.g. example.com,*.example.com,localhost:*")
 	str(&o.logLevel, "log-level", "ROCKET_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -161,14 +170,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err != nil {
 		return err
 	}
-	if o.redisURL != "" {
-		return fmt.Errorf("ROCKET_REDIS_URL is set (%s) but this build has no Redis broker yet; unset it to run one node on the in-memory broker", o.redisURL)
-	}
 	public, err := publicFS(o.publicDir)
 	if err != nil {
 		return err
 	}
 	o.cfg.Logger = log
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.cfg.Metrics = registry
+	if o.redisURL != "" {
+		b, err := redis.New(ctx, redis.Config{
+			URL:               o.redisURL,
+			Prefix:            o.redisPrefix,
+			MailboxSize:       o.cfg.MailboxSize,
+			MailboxTTL:        o.cfg.MailboxTTL,
+			HeartbeatInterval: o.heartbeat,
+			Logger:            log,
+		})
+		if err != nil {
+			return fmt.Errorf("ROCKET_REDIS_URL: %w", err)
+		}
+		defer b.Close()
+		o.cfg.Broker = b
+		log.Info("joined cluster on Redis", "redis", redactURL(o.redisURL))
+	}
 	srv, err := rocket.New(o.cfg)
 	if err != nil {
 		return err
@@ -190,7 +215,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return fmt.Errorf("listen for HTTP on %s: %w", o.httpAddr, err)
 	}
 	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	httpServer := &http.Server{Handler: httpMux(srv, public), ReadHeaderTimeout: 10 * time.Second}
+	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- wsServer.Serve(wsLn) }()
 	go func() { serveErr <- httpServer.Serve(httpLn) }()
@@ -234,10 +259,11 @@ func publicFS(dir string) (fs.FS, error) {
 	return os.DirFS(dir), nil
 }
 
-// httpMux serves the public directory, the JavaScript client and
-// WebSockets at /ws.
-func httpMux(srv *rocket.Server, public fs.FS) http.Handler {
+// httpMux serves the public directory, the JavaScript client, WebSockets
+// at /ws, health checks and the Prometheus metrics.
+func httpMux(srv *rocket.Server, public fs.FS, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle("GET /ws", srv)
 	clientFiles := http.FileServer(http.FS(client.Files))
 	mux.Handle("GET /rocket.js", clientFiles)
@@ -246,6 +272,26 @@ func httpMux(srv *rocket.Server, public fs.FS) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := srv.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	mux.Handle("GET /", http.FileServer(http.FS(public)))
 	return mux
+}
+
+// redactURL hides the password of a Redis URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
 
@@ -75,10 +80,13 @@ func dial(t *testing.T, url string) (*websocket.Conn, map[string]string) {
 	}
 	t.Cleanup(func() { c.CloseNow() })
 	var w struct {
-		Welcome struct{ Client, Server, Session string }
+		Welcome struct {
+			Client, Server, Session string
+			Resumed                 bool
+		}
 	}
 	readJSON(t, c, &w)
-	return c, map[string]string{"client": w.Welcome.Client, "server": w.Welcome.Server, "session": w.Welcome.Session}
+	return c, map[string]string{"client": w.Welcome.Client, "server": w.Welcome.Server, "session": w.Welcome.Session, "resumed": fmt.Sprint(w.Welcome.Resumed)}
 }
 
 func readJSON(t *testing.T, c *websocket.Conn, v any) {
@@ -114,6 +122,7 @@ func TestServesDemoOnBothPorts(t *testing.T) {
 		"/rocket.js":   "text/javascript",
 		"/rocket.d.ts": "",
 		"/healthz":     "text/plain",
+		"/readyz":      "text/plain",
 	} {
 		resp, err := noKeepAlive.Get("http://" + web + path)
 		if err != nil {
@@ -152,6 +161,28 @@ func TestServesDemoOnBothPorts(t *testing.T) {
 	readJSON(t, a, &reply)
 	if reply.Ref != 1 || reply.Result["x"] != 1 {
 		t.Fatalf("echo reply %+v", reply)
+	}
+	// The command shows in the metrics, with the runtime's and the
+	// process's.
+	resp, err = noKeepAlive.Get("http://" + web + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`rocket_commands_total{action="Echo.echo",outcome="ok"} 1`,
+		`rocket_clients 2`,
+		`rocket_connections_total 2`,
+		`rocket_command_duration_seconds_count{action="Echo.echo"} 1`,
+		`rocket_broker_duration_seconds_count{op="connect"} 2`,
+		`rocket_mailbox_dropped_total 0`,
+		`process_resident_memory_bytes `,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	write(t, a, `{"Chat.whisper":{"to":"`+bw["client"]+`","text":"hi"}}`)
 	var whisper struct {
