@@ -29,8 +29,16 @@ let current = null; // the room shown in the log
 let connected = false;
 let lastClientId = null;
 let away = false; // true while the messages kept for us during a drop arrive
+/** "room\ntext" of our own Chat.say not seen back yet: tells our messages from another tab's of the same name. */
+const mySays = [];
 
-const rocket = new Rocket();
+// The tab remembers its session, name and rooms (sessionStorage: kept
+// across a reload, not shared with other tabs), so that a reload resumes
+// the session: same id, and what was sent meanwhile.
+const STORE = "rocket-chat";
+const saved = loadSaved();
+
+const rocket = new Rocket({ session: saved.session });
 window.rocket = rocket; // handy from the console and in browser tests
 
 // ---- connection ----
@@ -48,11 +56,11 @@ rocket.on("state", (state) => {
 
 rocket.on("open", ({ client, resumed }) => {
   ui.clientId.textContent = client;
-  if (lastClientId === null) {
-    system(`Connected. Your id is ${client}.`);
-  } else if (resumed) {
-    divider("Reconnected: session resumed");
+  if (resumed) {
+    divider(lastClientId === null ? `Welcome back: session resumed, your id is still ${client}` : "Reconnected: session resumed");
     away = true;
+  } else if (lastClientId === null) {
+    system(`Connected. Your id is ${client}.`);
   } else if (client !== lastClientId) {
     system(`Reconnected as a new client, id ${client}: the old session could not be resumed.`);
   } else {
@@ -60,6 +68,7 @@ rocket.on("open", ({ client, resumed }) => {
   }
   connected = true;
   lastClientId = client;
+  save();
   renderState();
   // The server does not keep room membership across a reconnect.
   for (const room of rooms.keys()) {
@@ -77,7 +86,9 @@ rocket.on("error", (err) => showError(err));
 rocket.on("Chat.message", (m) => {
   if (!m || typeof m !== "object") return;
   const room = String(m.room ?? "");
-  const self = m.from === myName;
+  const i = m.from === myName ? mySays.indexOf(`${room}\n${m.text}`) : -1;
+  if (i >= 0) mySays.splice(i, 1);
+  const self = i >= 0;
   addEntry({ kind: "message", room, who: m.from, id: self ? null : idsByName.get(m.from), text: m.text, self });
   if (rooms.has(room) && room !== current) {
     rooms.set(room, rooms.get(room) + 1);
@@ -106,7 +117,6 @@ ui.joinForm.addEventListener("submit", async (ev) => {
   const room = ui.room.value.trim();
   if (!name) return ui.name.focus();
   if (!room) return ui.room.focus();
-  try { localStorage.setItem("rocket-chat-name", name); } catch { /* private mode */ }
   if (rooms.has(room) && name === myName) {
     switchTo(room);
     return ui.text.focus();
@@ -135,7 +145,12 @@ ui.sayForm.addEventListener("submit", (ev) => {
   const room = current;
   if (!text || !room) return;
   ui.text.value = "";
+  const key = `${room}\n${text}`;
+  mySays.push(key);
+  if (mySays.length > 100) mySays.shift();
   rocket.request("Chat.say", { room, text }).catch((err) => {
+    const i = mySays.indexOf(key);
+    if (i >= 0) mySays.splice(i, 1);
     showError(err, `Not sent to #${room}`);
     if (!ui.text.value && current === room) ui.text.value = text; // give it back
   });
@@ -184,10 +199,12 @@ function switchTo(room) {
   ui.text.placeholder = room === null ? "Join a room to chat" : `Message #${room}`;
   renderRooms();
   ui.log.scrollTop = ui.log.scrollHeight;
+  save();
 }
 
 function leave(room) {
   rooms.delete(room);
+  save();
   rocket.request("Chat.leave", { room }).catch((err) => {
     if (err.code !== "closed") showError(err, `Could not leave #${room}`);
   });
@@ -299,9 +316,36 @@ function el(tag, className = "", text) {
   return node;
 }
 
+// ---- memory of the tab ----
+
+/** @returns {{session?: string, name?: string, rooms?: string[], current?: string}} */
+function loadSaved() {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(STORE) ?? "{}");
+    return {
+      session: typeof v?.session === "string" ? v.session : undefined,
+      name: typeof v?.name === "string" ? v.name : undefined,
+      rooms: Array.isArray(v?.rooms) ? v.rooms.filter((r) => typeof r === "string" && r) : [],
+      current: typeof v?.current === "string" ? v.current : undefined,
+    };
+  } catch {
+    return {}; // storage disabled, or not ours
+  }
+}
+
+function save() {
+  try {
+    sessionStorage.setItem(STORE, JSON.stringify({ session: rocket.session, name: myName, rooms: [...rooms.keys()], current }));
+  } catch { /* storage disabled or full */ }
+}
+
 // ---- start ----
 
-try { ui.name.value = localStorage.getItem("rocket-chat-name") ?? ""; } catch { /* private mode */ }
+// After a reload: the same name and rooms (rejoined once connected).
+myName = saved.name ?? "";
+ui.name.value = myName;
+for (const room of saved.rooms ?? []) rooms.set(room, 0);
 renderState();
-renderRooms();
+if (rooms.size) switchTo(rooms.has(saved.current) ? saved.current : rooms.keys().next().value);
+else renderRooms();
 (ui.name.value ? ui.room : ui.name).focus();
