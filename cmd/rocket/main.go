@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -60,6 +61,7 @@ type options struct {
 	shutdownTimeout  time.Duration
 	heartbeat        time.Duration
 	redisPrefix      string
+	pprof            bool
 	cfg              rocket.Config
 }
 
@@ -106,9 +108,20 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		}
 		fset.Float64Var(p, name, def, usage+" ("+env+")")
 	}
+	boolean := func(p *bool, name, env string, def bool, usage string) {
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a boolean (true or false)", env, v))
+			}
+			def = b
+		}
+		fset.BoolVar(p, name, def, usage+" ("+env+")")
+	}
 	str(&o.wsAddr, "ws-addr", "ROCKET_WS_ADDR", ":9185", "address for WebSocket connections")
 	str(&o.httpAddr, "http-addr", "ROCKET_HTTP_ADDR", ":9346", "address for the static files, /rocket.js and WebSockets at /ws")
 	str(&o.redisURL, "redis-url", "ROCKET_REDIS_URL", "", "Redis URL to join a cluster, e.g. redis://127.0.0.1:6379/0; empty runs one node on the in-memory broker")
+	boolean(&o.pprof, "pprof", "ROCKET_PPROF", false, "serve Go's profiler at /debug/pprof/ on the HTTP port (for benchmarking; do not expose)")
 	dur(&o.heartbeat, "heartbeat-interval", "ROCKET_HEARTBEAT_INTERVAL", time.Second, "with Redis: how often this node proves it is alive; a node silent for 5 intervals is declared dead and its clients' mail kept for them")
 	str(&o.redisPrefix, "redis-prefix", "ROCKET_REDIS_PREFIX", "rocket:", "with Redis: prefix of every key and channel (one cluster per prefix)")
 	str(&o.publicDir, "public-dir", "ROCKET_PUBLIC_DIR", "", "directory served on the HTTP port; empty serves the built-in chat page")
@@ -215,7 +228,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return fmt.Errorf("listen for HTTP on %s: %w", o.httpAddr, err)
 	}
 	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
+	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- wsServer.Serve(wsLn) }()
 	go func() { serveErr <- httpServer.Serve(httpLn) }()
@@ -261,9 +274,16 @@ func publicFS(dir string) (fs.FS, error) {
 
 // httpMux serves the public directory, the JavaScript client, WebSockets
 // at /ws, health checks and the Prometheus metrics.
-func httpMux(srv *rocket.Server, public fs.FS, metrics http.Handler) http.Handler {
+func httpMux(srv *rocket.Server, public fs.FS, metrics http.Handler, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /ws", srv)
 	clientFiles := http.FileServer(http.FS(client.Files))
 	mux.Handle("GET /rocket.js", clientFiles)

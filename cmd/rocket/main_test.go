@@ -269,3 +269,20 @@ func writeFile(path, content string) error {
 // noKeepAlive is an HTTP client that leaves no idle connection (and so no
 // goroutine) behind.
 var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for env, want := range map[string]int{"": http.StatusNotFound, "true": http.StatusOK} {
+		_, web, stop := startRocket(t, map[string]string{"ROCKET_PPROF": env})
+		resp, err := noKeepAlive.Get("http://" + web + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("ROCKET_PPROF=%q: /debug/pprof/ answered %d, want %d", env, resp.StatusCode, want)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
