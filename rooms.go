@@ -3,7 +3,9 @@ package rocket
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // room is the local membership of one room. The server subscribes to the
@@ -15,7 +17,14 @@ type room struct {
 	members    map[*Client]struct{}
 	subscribed bool
 	dead       bool // removed from Server.rooms; get a new one
+	// snapshot lists the members for fan-out. It is built when needed
+	// after a change and never modified, so deliveries use it unlocked.
+	snapshot []*Client
 }
+
+// fanoutChunk is how many members one goroutine writes to in a row when a
+// room message is fanned out in parallel.
+const fanoutChunk = 256
 
 // Join adds the client to room. Messages published to the room, from any
 // server of the cluster, are sent to it until it leaves or disconnects.
@@ -114,6 +123,7 @@ func (s *Server) join(ctx context.Context, cl *Client, name string) error {
 		r.subscribed = true
 	}
 	r.members[cl] = struct{}{}
+	r.snapshot = nil
 	cl.mu.Lock()
 	if cl.rooms == nil {
 		cl.rooms = make(map[string]struct{})
@@ -133,6 +143,7 @@ func (s *Server) leave(ctx context.Context, cl *Client, name string) error {
 	}
 	defer r.mu.Unlock()
 	delete(r.members, cl)
+	r.snapshot = nil
 	if len(r.members) > 0 {
 		return nil
 	}
@@ -156,7 +167,9 @@ func (s *Server) dropRoom(name string, r *room) {
 	s.roomsMu.Unlock()
 }
 
-// deliverRoom writes a room message to the room's local members.
+// deliverRoom writes a room message to the room's local members. The
+// message is encoded once; large rooms are written to by several
+// goroutines (one per CPU), and deliverRoom returns when all are done.
 func (s *Server) deliverRoom(name string, data []byte) {
 	s.roomsMu.Lock()
 	r := s.rooms[name]
@@ -165,11 +178,38 @@ func (s *Server) deliverRoom(name string, data []byte) {
 		return
 	}
 	r.mu.Lock()
-	members := make([]*Client, 0, len(r.members))
-	for cl := range r.members {
-		members = append(members, cl)
+	if r.snapshot == nil {
+		r.snapshot = make([]*Client, 0, len(r.members))
+		for cl := range r.members {
+			r.snapshot = append(r.snapshot, cl)
+		}
 	}
+	members := r.snapshot
 	r.mu.Unlock()
+
+	workers := min(runtime.GOMAXPROCS(0), (len(members)+fanoutChunk-1)/fanoutChunk)
+	if workers <= 1 {
+		writeAll(members, data)
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				end := int(next.Add(fanoutChunk))
+				start := end - fanoutChunk
+				if start >= len(members) {
+					return
+				}
+				writeAll(members[start:min(end, len(members))], data)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func writeAll(members []*Client, data []byte) {
 	for _, cl := range members {
 		if !cl.closing.Load() {
 			_ = cl.write(data)

@@ -776,3 +776,31 @@ func TestWrongSessionCannotTakeOver(t *testing.T) {
 		t.Fatalf("bob2 got %+v", f)
 	}
 }
+
+// TestLargeRoomFanout: a room large enough to be written to in parallel
+// delivers every message to every member once, in order.
+func TestLargeRoomFanout(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	const members, msgs = 600, 3
+	ctx := context.Background()
+	var clients []*client
+	for range members {
+		c := dial(t, n.url, "")
+		if err := n.srv.Client(c.welcome.Client).Join(ctx, "big"); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	for i := range msgs {
+		if err := n.srv.Publish(ctx, "big", rocket.Push{Name: "Big.news", Value: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		for i := range msgs {
+			if got, want := string(c.read()), fmt.Sprintf(`{"Big.news":%d}`, i); got != want {
+				t.Fatalf("client %s: got %s, want %s", c.welcome.Client, got, want)
+			}
+		}
+	}
+}
