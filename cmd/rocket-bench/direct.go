@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runDirect: -conns/2 senders on the first -url each whisper (Chat.whisper,
+// no ref: a refused whisper comes back as an error frame) to a partner
+// among -conns/2 receivers on the second -url, so that every message
+// crosses the cluster's broker. The text carries a sequence number and the
+// send time: latency is end to end; messages that never arrived are "lost"
+// errors, extra copies "duplicate" errors.
+func runDirect(ctx context.Context, o *options) (*Result, error) {
+	pairs := o.conns / 2
+	if pairs > o.perProcess/2 {
+		return nil, fmt.Errorf("direct holds its connections in one process: -conns must be at most -per-process (%d)", o.perProcess)
+	}
+	pre, err := preflight(o)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(pre)
+	urlA, urlB := o.urls[0], o.urls[len(o.urls)-1]
+	r := &directRun{o: o}
+	senders, err := openAll(ctx, o, 0, pairs, func(int) string { return urlA })
+	if err != nil {
+		return nil, err
+	}
+	receivers, err := openAll(ctx, o, pairs, pairs, func(int) string { return urlB })
+	if err != nil {
+		closeAll(senders)
+		return nil, err
+	}
+	defer func() {
+		r.closing.Store(true)
+		closeAll(senders)
+		closeAll(receivers)
+	}()
+	r.pairs = make([]*pair, pairs)
+	for i := range pairs {
+		p := &pair{run: r, from: senders[i], to: receivers[i], win: newWindow(o.windowOr(64)), seen: newSeqSet()}
+		p.head = append([]byte(`{"Chat.whisper":{"to":`), appendJSONString(nil, p.to.ID)...)
+		p.head = append(p.head, `,"text":"`...)
+		r.pairs[i] = p
+		r.read(p.from, p.handleSender)
+		r.read(p.to, p.handleReceiver)
+	}
+
+	start := now() + int64(10*time.Millisecond)
+	r.warmEnd = start + int64(o.warmup)
+	r.end = r.warmEnd + int64(o.duration)
+	var dps rates
+	stop := progress(o, func() string {
+		return fmt.Sprintf("sent %d  delivered %s  %s", r.totalSent(), dps.line(r.delivered.Load()), errorsLine(&r.errs))
+	})
+	defer stop()
+	runCtx, cancel := context.WithDeadline(ctx, epoch.Add(time.Duration(r.end)))
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, p := range r.pairs {
+		var pace *pacer
+		if o.rate > 0 {
+			pace = newPacer(o.rate/float64(pairs), start+int64(float64(i)*1e9/o.rate))
+			pace.end = r.end
+		}
+		wg.Go(func() {
+			sleepUntil(ctx, start)
+			if err := p.send(runCtx, pace); err != nil {
+				r.errs.add("send", 1, err.Error())
+			}
+		})
+	}
+	sleepUntil(ctx, r.warmEnd)
+	cpu := startCPU(o.metrics)
+	sleepUntil(ctx, r.end)
+	cores := cpu.cores()
+	wg.Wait()
+
+	// Drain, then count what never arrived.
+	sent := r.totalSent()
+	waitFor(o.drain, func() bool { return r.delivered.Load()+r.refused.Load() >= sent })
+	stop()
+	lost := max(0, sent-r.delivered.Load()-r.refused.Load())
+	r.errs.add("lost", lost, fmt.Sprintf("whispers that had not arrived %v after the end", o.drain))
+	r.errs.add("duplicate", r.duplicates.Load(), "a receiver got a whisper twice")
+
+	res := &Result{
+		Ops:            r.ops.Load(),
+		DurationS:      o.duration.Seconds(),
+		latency:        &r.latency,
+		Size:           o.size,
+		Sent:           sent,
+		Deliveries:     r.delivered.Load(),
+		Missing:        ptr(lost),
+		Duplicates:     ptr(r.duplicates.Load()),
+		Reordered:      ptr(r.reordered.Load()),
+		ServerCPUCores: cores,
+	}
+	if o.rate == 0 {
+		res.Window = o.windowOr(64)
+	}
+	res.setErrors(&r.errs)
+	res.notes = append(res.notes, fmt.Sprintf("%d senders on %s whisper to %d receivers on %s; %d sent, %d delivered, %d lost, %d duplicated",
+		pairs, urlA, pairs, urlB, sent, r.delivered.Load(), lost, r.duplicates.Load()))
+	switch {
+	case urlA == urlB:
+		res.notes = append(res.notes, "note: one node only: whispers did not cross a broker between nodes (give two -url)")
+	case senders[0].Server == receivers[0].Server:
+		res.notes = append(res.notes, fmt.Sprintf("note: both -url nodes say they are server %q: the same node, or two nodes that are not one cluster (same ROCKET_REDIS_URL)?", senders[0].Server))
+	}
+	if sent > 0 && r.delivered.Load() == 0 {
+		res.notes = append(res.notes, "note: no whisper arrived: are both nodes in one cluster (same ROCKET_REDIS_URL), is the first -url really up?")
+	}
+	if n := r.reordered.Load(); n > 0 {
+		res.notes = append(res.notes, fmt.Sprintf("note: %d whispers arrived after a later one from the same sender", n))
+	}
+	return res, nil
+}
+
+// directRun is the state of a direct run.
+type directRun struct {
+	o            *options
+	pairs        []*pair
+	warmEnd, end int64
+	closing      atomic.Bool
+
+	delivered  atomic.Int64 // distinct whispers received
+	ops        atomic.Int64 // those sent in the window
+	refused    atomic.Int64 // whispers the server refused (error frames)
+	duplicates atomic.Int64
+	reordered  atomic.Int64
+	latency    Histogram
+	errs       tally
+}
+
+func (r *directRun) read(c *Conn, handle func([]byte)) {
+	go func() {
+		err := c.ReadLoop(handle)
+		if !r.closing.Load() {
+			r.errs.add("disconnected", 1, err.Error())
+		}
+	}()
+}
+
+func (r *directRun) totalSent() int64 {
+	var n int64
+	for _, p := range r.pairs {
+		n += p.sent.Load()
+	}
+	return n
+}
+
+// pair is a sender and its receiver.
+type pair struct {
+	run      *directRun
+	from, to *Conn
+	win      window
+	head     []byte // {"Chat.whisper":{"to":"<id>","text":"
+	sent     atomic.Int64
+	done     atomic.Int64 // whispers received or refused
+	seen     seqSet       // owned by the receiver's reading goroutine
+}
+
+// maxInFlight bounds a sender's whispers in flight in open loop; past it
+// the sender waits (and the wait counts).
+const maxInFlight = 1 << 14
+
+// send whispers until ctx ends: on pace's schedule, or whenever the window
+// has room.
+func (p *pair) send(ctx context.Context, pace *pacer) error {
+	var buf []byte
+	size := p.run.o.size
+	for seq := int64(0); ; seq++ {
+		var due int64
+		if pace != nil {
+			var ok bool
+			if due, ok = pace.next(); !ok || !sleepUntil(ctx, due) {
+				return nil
+			}
+			for seq-p.done.Load() >= maxInFlight {
+				if !sleepUntil(ctx, now()+int64(time.Millisecond)) {
+					return nil
+				}
+			}
+		} else {
+			if !p.win.take(ctx) {
+				return nil
+			}
+			due = now()
+		}
+		buf = append(buf[:0], p.head...)
+		buf = appendStamp(buf, seq, due, size)
+		buf = append(buf, `"}}`...)
+		p.sent.Store(seq + 1)
+		if err := p.from.Send(buf); err != nil {
+			return err
+		}
+	}
+}
+
+// handleSender reads the sender's frames: only errors are expected (a
+// refused whisper, e.g. rate_limited).
+func (p *pair) handleSender(msg []byte) {
+	r := p.run
+	f := inspect(msg)
+	if f.kind == kindError {
+		r.errs.add(f.code, 1, string(msg))
+		if f.action == "Chat.whisper" {
+			r.refused.Add(1)
+			p.done.Add(1)
+			p.win.give()
+		}
+		return
+	}
+	r.errs.add("unexpected_frame", 1, string(msg))
+}
+
+// handleReceiver reads the receiver's frames: the whispers.
+func (p *pair) handleReceiver(msg []byte) {
+	t := now()
+	r := p.run
+	f := inspect(msg)
+	switch {
+	case f.kind == kindPush && f.name == "Chat.whisper":
+		seq, ts, ok := parseStamp(f.text)
+		if !ok || seq >= p.sent.Load() {
+			r.errs.add("unexpected_frame", 1, string(msg))
+			return
+		}
+		isNew, reordered := p.seen.add(seq)
+		if !isNew {
+			r.duplicates.Add(1)
+			return
+		}
+		if reordered {
+			r.reordered.Add(1)
+		}
+		r.delivered.Add(1)
+		p.done.Add(1)
+		if ts >= r.warmEnd && ts < r.end {
+			r.latency.Record(time.Duration(t - ts))
+			r.ops.Add(1)
+		}
+		p.win.give()
+	case f.kind == kindError:
+		r.errs.add(f.code, 1, string(msg))
+	default:
+		r.errs.add("unexpected_frame", 1, string(msg))
+	}
+}
