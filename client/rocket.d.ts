@@ -45,6 +45,8 @@ export interface RocketOptions {
   session?: string;
   /** WebSocket constructor to use. Default globalThis.WebSocket. */
   WebSocket?: new (url: string) => WebSocketLike;
+  /** Where "online" events come from (default globalThis, the window in a browser): when the network comes back, a waiting reconnect happens at once. */
+  network?: EventTarget;
 }
 
 /** The welcome frame's content, given to "open" listeners. */

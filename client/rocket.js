@@ -16,7 +16,7 @@
  * @module rocket
  */
 
-/** @type {Required<Omit<RocketOptions, "WebSocket" | "session">>} */
+/** @type {Required<Omit<RocketOptions, "WebSocket" | "session" | "network">>} */
 const DEFAULTS = {
   reconnect: true,
   minDelay: 250,
@@ -36,6 +36,7 @@ const DEFAULTS = {
  * @property {boolean} [autoConnect=true] call connect() from the constructor
  * @property {string} [session] resume token to present on the first connection
  * @property {typeof WebSocket} [WebSocket] constructor to use (defaults to globalThis.WebSocket)
+ * @property {EventTarget} [network] where "online" events come from (defaults to globalThis, the window in a browser): when the network comes back, a waiting reconnect happens at once
  */
 
 /**
@@ -100,6 +101,15 @@ export class Rocket {
     this._queue = [];
     /** @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
+    // Reconnect at once when the network comes back, instead of waiting
+    // out the backoff.
+    this._onOnline = () => {
+      if (this._wanted && !this._ws && this._state === "reconnecting") {
+        this._attempt = 0;
+        this._open();
+      }
+    };
+    this._network = this.options.network ?? globalThis;
     if (this.options.autoConnect) this.connect();
   }
 
@@ -111,6 +121,7 @@ export class Rocket {
   /** Opens the connection (no-op when already connecting or open). */
   connect() {
     this._wanted = true;
+    this._network?.addEventListener?.("online", this._onOnline); // once: same listener
     if (this._ws) return this;
     if (this._state === "closed") this._setState("connecting");
     this._open();
@@ -126,6 +137,7 @@ export class Rocket {
   close(code = 1000, reason = "") {
     this._wanted = false;
     clearTimeout(this._timer);
+    this._network?.removeEventListener?.("online", this._onOnline);
     const ws = this._ws;
     this._ws = null;
     this._welcomed = false;

@@ -230,6 +230,22 @@ test("reconnect: false stays closed", async () => {
   assert.equal(FakeSocket.all.length, 1);
 });
 
+test("an online event reconnects at once instead of waiting out the backoff", async () => {
+  const network = new EventTarget();
+  const { r, ws } = open({ minDelay: 60_000, maxDelay: 60_000, network });
+  ws.welcome();
+  ws.drop(1006);
+  assert.equal(r.state, "reconnecting");
+  const before = FakeSocket.all.length;
+  network.dispatchEvent(new Event("online"));
+  assert.equal(FakeSocket.all.length, before + 1);
+  FakeSocket.last().welcome("c1", { resumed: true });
+  assert.equal(r.state, "open");
+  r.close();
+  network.dispatchEvent(new Event("online"));
+  assert.equal(FakeSocket.all.length, before + 1, "no reconnect after close()");
+});
+
 test("a normal closure by the server is not reconnected", async () => {
   const { r, ws } = open();
   ws.welcome();
