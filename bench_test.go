@@ -3,33 +3,19 @@ package rocket_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/coder/websocket"
 	"github.com/rocket-go/rocket"
-	"github.com/rocket-go/rocket/internal/demo"
 )
 
 // benchNode starts a server for a benchmark, with no rate limit.
 func benchNode(b *testing.B) (*rocket.Server, string) {
 	b.Helper()
-	srv, err := rocket.New(rocket.Config{CommandRate: -1, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	demo.Register(srv)
-	if err := srv.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	b.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		hs.Close()
-	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http")
+	n := startNode(b, rocket.Config{CommandRate: -1, Logger: quiet}, nil)
+	return n.srv, n.url
 }
 
 func benchDial(b *testing.B, url string) *websocket.Conn {

@@ -37,6 +37,21 @@ func roundTrip(url, frame string, replies int) {
 	}
 }
 
+// serve starts srv and serves it over HTTP on a loopback port, as Example
+// shows in full; it returns the WebSocket URL and a function that stops
+// both.
+func serve(srv *rocket.Server) (url string, stop func()) {
+	ctx := context.Background()
+	if err := srv.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	return "ws" + strings.TrimPrefix(hs.URL, "http"), func() {
+		srv.Shutdown(ctx)
+		hs.Close()
+	}
+}
+
 // quiet is a logger for examples.
 var quiet = slog.New(slog.DiscardHandler)
 
@@ -82,15 +97,10 @@ func ExampleServer_HandleFunc() {
 	srv.HandleFunc("Vault.fail", func(c *rocket.Context) (any, error) {
 		return nil, errors.New("disk full") // logged, not shown to the client
 	})
-	ctx := context.Background()
-	if err := srv.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Shutdown(ctx)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	url, stop := serve(srv)
+	defer stop()
 
-	roundTrip("ws"+strings.TrimPrefix(hs.URL, "http"), `{"ref":"a","Vault.open":null,"Vault.crash":null,"Vault.fail":null}`, 3)
+	roundTrip(url, `{"ref":"a","Vault.open":null,"Vault.crash":null,"Vault.fail":null}`, 3)
 	// Output:
 	// {"ref":"a","action":"Vault.open","error":{"code":"unauthorized","message":"sign in first"}}
 	// {"ref":"a","action":"Vault.crash","error":{"code":"action_failed","message":"Vault.crash failed"}}
@@ -110,15 +120,10 @@ func ExampleServer_Use() {
 		})
 	})
 	srv.HandleFunc("Echo.echo", func(c *rocket.Context) (any, error) { return c.Args(), nil })
-	ctx := context.Background()
-	if err := srv.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Shutdown(ctx)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	url, stop := serve(srv)
+	defer stop()
 
-	roundTrip("ws"+strings.TrimPrefix(hs.URL, "http"), `{"ref":1,"Echo.echo":[1,2]}`, 1)
+	roundTrip(url, `{"ref":1,"Echo.echo":[1,2]}`, 1)
 	// Output:
 	// running Echo.echo
 	// {"ref":1,"action":"Echo.echo","result":[1,2]}
@@ -138,15 +143,10 @@ func ExampleServer_Publish() {
 		err := c.Server().Publish(c.Context(), "news", rocket.Push{Name: "News.item", Value: "Rocket launched"})
 		return nil, err
 	})
-	ctx := context.Background()
-	if err := srv.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer srv.Shutdown(ctx)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	url, stop := serve(srv)
+	defer stop()
 
-	roundTrip("ws"+strings.TrimPrefix(hs.URL, "http"), `{"News.follow":null}`, 1)
+	roundTrip(url, `{"News.follow":null}`, 1)
 	// Output:
 	// {"News.item":"Rocket launched"}
 }

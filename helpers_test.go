@@ -31,7 +31,7 @@ type node struct {
 
 // startNode starts a server for cfg with the demo app plus whatever setup
 // registers, and shuts it down when the test ends.
-func startNode(t *testing.T, cfg rocket.Config, setup func(*rocket.Server)) *node {
+func startNode(t testing.TB, cfg rocket.Config, setup func(*rocket.Server)) *node {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -61,11 +61,11 @@ func startNode(t *testing.T, cfg rocket.Config, setup func(*rocket.Server)) *nod
 }
 
 // testLogger logs to the test's log, at warn level and above.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
