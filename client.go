@@ -22,6 +22,7 @@ type Client struct {
 	id     string
 	secret string
 	userID string
+	meta   map[string]any
 	conn   *transport.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -62,6 +63,10 @@ func (cl *Client) ID() string { return cl.id }
 
 // UserID returns the user id the connect hook gave the client, if any.
 func (cl *Client) UserID() string { return cl.userID }
+
+// Meta returns the metadata the connect hook gave the client, if any.
+// Callers must not modify it.
+func (cl *Client) Meta() map[string]any { return cl.meta }
 
 // Context returns a context cancelled when the client disconnects.
 func (cl *Client) Context() context.Context { return cl.ctx }

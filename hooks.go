@@ -15,6 +15,10 @@ type ConnectReply struct {
 	// UserID identifies the user behind the connection, if the application
 	// knows it; actions read it with Client.UserID.
 	UserID string
+	// Meta is what else the application knows of the connection's user
+	// (a name, roles, the claims of a token); actions read it with
+	// Client.Meta. Rocket neither copies nor changes it.
+	Meta map[string]any
 }
 
 // DisconnectEvent describes a client that left. The disconnect hook runs

@@ -239,6 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cl := newClient(s, reply.UserID)
+	cl.meta = reply.Meta
 	conn, err := s.acc.Upgrade(w, r, cl)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
