@@ -180,6 +180,13 @@ func (cl *Client) becomeReady(welcome []byte, mail [][]byte) {
 
 // slow disconnects a client whose pending output is over the limit.
 func (cl *Client) slow() {
+	cl.noteSlow()
+	cl.closing.Store(true)
+	cl.conn.Abort(ErrSlowClient)
+}
+
+// noteSlow records, once, that the client is disconnected for being slow.
+func (cl *Client) noteSlow() {
 	cl.mu.Lock()
 	first := cl.reason == ""
 	if first {
@@ -190,8 +197,6 @@ func (cl *Client) slow() {
 		cl.srv.metrics.slowClients.Inc()
 		cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
 	}
-	cl.closing.Store(true)
-	cl.conn.Abort(ErrSlowClient)
 }
 
 // closeWith starts closing the connection with a close code.
@@ -224,6 +229,10 @@ func (cl *Client) OnClose(err error) {
 	case err == nil:
 	case errors.Is(err, transport.ErrIdleTimeout):
 		reason = "idle timeout"
+	case errors.Is(err, transport.ErrSlow):
+		// The transport's output buffer overflowed while flushing.
+		cl.noteSlow()
+		reason = "slow client"
 	default:
 		reason = "connection lost: " + err.Error()
 	}

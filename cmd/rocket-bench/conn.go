@@ -28,6 +28,7 @@ type Conn struct {
 
 	wmu  sync.Mutex
 	wbuf []byte // the frame being written, reused
+	out  []byte // frames queued by Queue for the next Flush
 
 	ID      string // the client id given by the welcome
 	Server  string // the id of the node holding the connection
@@ -99,11 +100,44 @@ func (c *Conn) Send(payload []byte) error {
 	return c.write(ws.OpText, payload)
 }
 
+// Queue frames a text message to be written by the next Flush, so that
+// several messages leave in one write.
+func (c *Conn) Queue(payload []byte) {
+	c.wmu.Lock()
+	c.out = appendFrame(c.out, ws.OpText, payload)
+	c.wmu.Unlock()
+}
+
+// Flush writes the messages queued by Queue.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.out)
+	c.out = c.out[:0]
+	if cap(c.out) > 64<<10 {
+		c.out = nil
+	}
+	return err
+}
+
 // write writes one masked frame (a client's frames must be masked).
 func (c *Conn) write(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b := append(c.wbuf[:0], 0x80|byte(op)) // FIN + opcode
+	b := appendFrame(c.wbuf[:0], op, payload)
+	_, err := c.nc.Write(b)
+	if cap(b) <= 64<<10 {
+		c.wbuf = b
+	}
+	return err
+}
+
+// appendFrame appends one masked frame (a client's frames must be masked).
+func appendFrame(b []byte, op ws.OpCode, payload []byte) []byte {
+	b = append(b, 0x80|byte(op)) // FIN + opcode
 	switch n := len(payload); {
 	case n < 126:
 		b = append(b, 0x80|byte(n))
@@ -120,11 +154,7 @@ func (c *Conn) write(op ws.OpCode, payload []byte) error {
 	start := len(b)
 	b = append(b, payload...)
 	ws.Cipher(b[start:], mask, 0)
-	_, err := c.nc.Write(b)
-	if cap(b) <= 64<<10 {
-		c.wbuf = b
-	}
-	return err
+	return b
 }
 
 // Next reads the next text or binary message, answering pings on the way.
@@ -210,7 +240,8 @@ func (c *Conn) control(h ws.Header) error {
 }
 
 // ReadLoop hands every message to handle until the connection fails or is
-// closed, and returns why.
+// closed, and returns why. Whenever the messages received so far have all
+// been handled, it writes what handle queued with Queue.
 func (c *Conn) ReadLoop(handle func(msg []byte)) error {
 	for {
 		msg, err := c.Next()
@@ -218,6 +249,11 @@ func (c *Conn) ReadLoop(handle func(msg []byte)) error {
 			return err
 		}
 		handle(msg)
+		if c.r.Buffered() == 0 {
+			if err := c.Flush(); err != nil {
+				return err
+			}
+		}
 	}
 }
 

@@ -11,8 +11,9 @@ import (
 )
 
 // runEcho measures Echo.echo round trips with ref: {"ref":N,"Echo.echo":
-// "xxx..."}. With -rate 0 each connection keeps one request outstanding
-// (closed loop); with -rate R the connections send R requests per second in
+// "xxx..."}. With -rate 0 each connection keeps -window requests
+// outstanding (closed loop; the requests that replies allow are written
+// together once the replies read so far are handled); with -rate R the connections send R requests per second in
 // all on a fixed schedule (open loop), and latency counts from the time a
 // request was due, so that a sender held up behind a slow server does not
 // hide the wait.
@@ -49,7 +50,10 @@ func runEcho(ctx context.Context, o *options) (*Result, error) {
 	for i, e := range ecs {
 		if o.rate == 0 {
 			sleepUntil(ctx, start)
-			if err := e.send(now()); err != nil {
+			for range o.windowOr(1) {
+				e.queue(now())
+			}
+			if err := e.c.Flush(); err != nil {
 				r.errs.add("send", 1, err.Error())
 			}
 		} else {
@@ -95,6 +99,9 @@ func runEcho(ctx context.Context, o *options) (*Result, error) {
 		Size:           o.size,
 		ServerCPUCores: cores,
 	}
+	if o.rate == 0 {
+		res.Window = o.windowOr(1)
+	}
 	res.setErrors(&r.errs)
 	return res, nil
 }
@@ -130,6 +137,18 @@ type echoConn struct {
 
 // send sends the next request, due at due.
 func (e *echoConn) send(due int64) error {
+	return e.c.Send(e.next(due))
+}
+
+// queue queues the next request, due at due, for the connection's next
+// Flush.
+func (e *echoConn) queue(due int64) {
+	e.c.Queue(e.next(due))
+}
+
+// next records the next request, due at due, and returns its frame,
+// valid until the next call.
+func (e *echoConn) next(due int64) []byte {
 	e.mu.Lock()
 	ref := e.nextRef
 	e.nextRef++
@@ -141,7 +160,7 @@ func (e *echoConn) send(due int64) error {
 	b = append(b, e.run.pad...)
 	b = append(b, `"}`...)
 	e.buf = b
-	return e.c.Send(b)
+	return b
 }
 
 // pop forgets the oldest outstanding request and returns its due time.
@@ -220,9 +239,7 @@ func (e *echoConn) handle(msg []byte) {
 	}
 	if r.o.rate == 0 {
 		if t = now(); t < r.end {
-			if err := e.send(t); err != nil {
-				r.errs.add("send", 1, err.Error())
-			}
+			e.queue(t) // written by ReadLoop
 		}
 	}
 }

@@ -202,7 +202,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.drain, "drain", 5*time.Second, "echo, fanout, direct: how long to wait for outstanding messages at the end (then they count as errors)")
 	fs.Float64Var(&o.rate, "rate", 0, "operations per second in all (connect: connections; echo: requests; fanout: messages; direct: whispers); 0: as fast as possible")
 	fs.IntVar(&o.size, "size", 64, "payload bytes (echo: a JSON string of this many characters; fanout, direct: the text, at most 4096)")
-	fs.IntVar(&o.window, "window", 0, "fanout: messages not yet delivered to every member; direct: messages in flight per sender; when -rate is 0 (0: fanout 16, direct 64)")
+	fs.IntVar(&o.window, "window", 0, "when -rate is 0: echo: requests outstanding per connection; fanout: messages not yet delivered to every member; direct: messages in flight per sender (0: echo 1, fanout 16, direct 64)")
 	fs.IntVar(&o.sources, "sources", 8, "source addresses, 127.0.0.2 upward (0: let the kernel choose)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "connection attempts in flight")
 	fs.IntVar(&o.perProcess, "per-process", 15000, "most connections one process holds; idle and connect run worker processes above it")

@@ -9,17 +9,28 @@
 // The implementation uses github.com/lesismal/nbio: after the HTTP upgrade
 // the connection is handed to nbio's epoll poller, so an idle connection
 // holds no goroutine and no read buffer. Messages of one connection are
-// delivered one at a time, in order, on a goroutine of nbio's pool. Writes
-// never block: what the kernel cannot take at once is buffered by nbio, up
-// to Config.MaxPendingBytes per connection, past which the write fails with
-// ErrSlow. See docs/benchmarks.md for the measurements behind the choice.
+// delivered one at a time, in order, on a goroutine of nbio's pool.
+//
+// Writes never block and are coalesced: WriteText frames the message into
+// the connection's output buffer, and the buffer is handed to the socket in
+// one write(2) by whoever flushes it next: the goroutine that ran the
+// connection's messages, once every message of one read has been handled (so
+// the replies to a batch of requests leave together), or otherwise one of
+// the acceptor's flushers (so that messages pushed to a connection in a burst
+// leave together). What the kernel cannot take at once is buffered by nbio.
+// Rocket's output buffer and nbio's are each bounded by
+// Config.MaxPendingBytes per connection: past it the write fails with ErrSlow
+// (Rocket's) or the connection is closed with ErrSlow (nbio's).
+// See docs/benchmarks.md for the measurements behind the choice.
 package transport
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,22 +103,59 @@ type Acceptor struct {
 	bindMu sync.Mutex
 	bind   *sync.Cond
 
+	// flushq holds connections with output waiting for a flusher; each
+	// connection is in it at most once (Conn.queued).
+	flushq   chan *Conn
+	bufs     sync.Pool // *[]byte output buffers
+	done     chan struct{}
+	flushers sync.WaitGroup
+
 	started atomic.Bool
 	stopped atomic.Bool
 }
+
+// flushQueueLen bounds the connections waiting for a flusher; past it the
+// writer flushes itself.
+const flushQueueLen = 4096
+
+// maxFlushDelay bounds how long output written while the connection's
+// messages are being handled waits for them all to be handled (an action
+// that runs long, or a later message that does, must not hold back what was
+// written before).
+const maxFlushDelay = time.Millisecond
+
+// maxPooledBuf is the largest output buffer kept for reuse.
+const maxPooledBuf = 64 << 10
 
 var quietNBIO sync.Once
 
 // New returns an Acceptor; call Start before Upgrade.
 func New(cfg Config) *Acceptor {
 	quietNBIO.Do(func() { logging.SetLevel(logging.LevelError) })
-	a := &Acceptor{cfg: cfg}
+	a := &Acceptor{cfg: cfg, flushq: make(chan *Conn, flushQueueLen), done: make(chan struct{})}
 	a.bind = sync.NewCond(&a.bindMu)
 	a.engine = nbhttp.NewEngine(nbhttp.Config{
 		Name:                    "rocket",
 		MaxWriteBufferSize:      cfg.MaxPendingBytes,
 		MaxLoad:                 1 << 20,
 		ReleaseWebsocketPayload: false,
+	})
+	// After nbio has parsed what one read brought (and queued the handling
+	// of its messages on the connection's job list), queue a last job that
+	// flushes the replies of the whole read at once.
+	a.engine.OnData(func(nc *nbio.Conn, data []byte) {
+		c := connOfNBIO(nc)
+		if c != nil {
+			c.batch.Add(1)
+		}
+		nc.DataHandler()(nc, data)
+		if c == nil {
+			return
+		}
+		if nc.ExecuteLen() == 0 || !nc.Execute(c.endBatch) {
+			// No message is being handled: nothing to wait for.
+			c.release(false)
+		}
 	})
 	u := websocket.NewUpgrader()
 	u.Engine = a.engine
@@ -132,8 +180,14 @@ func New(cfg Config) *Acceptor {
 		if c.closeTimer.Load() != nil {
 			(*c.closeTimer.Load()).Stop()
 		}
-		if errors.Is(err, nbio.ErrReadTimeout) {
+		c.wmu.Lock()
+		c.wclosed = true
+		c.wmu.Unlock()
+		switch {
+		case errors.Is(err, nbio.ErrReadTimeout):
 			err = ErrIdleTimeout
+		case errors.Is(err, nbio.ErrOverflow):
+			err = ErrSlow
 		}
 		c.h.OnClose(err)
 	})
@@ -143,6 +197,9 @@ func New(cfg Config) *Acceptor {
 		c := a.connOf(ws)
 		if c != nil && c.closing.Swap(true) {
 			return
+		}
+		if c != nil {
+			c.shut()
 		}
 		if code == 1005 {
 			_ = ws.WriteMessage(websocket.CloseMessage, nil)
@@ -160,7 +217,22 @@ func (a *Acceptor) Start() error {
 		return fmt.Errorf("transport: start nbio engine: %w", err)
 	}
 	a.started.Store(true)
+	for range runtime.GOMAXPROCS(0) {
+		a.flushers.Go(a.flusher)
+	}
 	return nil
+}
+
+// flusher writes out the connections queued in flushq until Stop.
+func (a *Acceptor) flusher() {
+	for {
+		select {
+		case c := <-a.flushq:
+			c.flush()
+		case <-a.done:
+			return
+		}
+	}
 }
 
 // Stop closes every connection and stops the pollers. OnClose is called
@@ -170,6 +242,8 @@ func (a *Acceptor) Stop() {
 		return
 	}
 	a.engine.Stop()
+	close(a.done)
+	a.flushers.Wait()
 	// Wake callbacks that might still wait for a session.
 	a.bindMu.Lock()
 	a.bind.Broadcast()
@@ -207,6 +281,7 @@ func (a *Acceptor) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
 	}
 	c := &Conn{ws: ws, h: h, a: a}
+	c.nbc, _ = ws.UnderlayerConn().(*nbio.Conn)
 	a.bindMu.Lock()
 	ws.SetSession(c)
 	a.bind.Broadcast()
@@ -224,20 +299,192 @@ func (a *Acceptor) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 	return c, nil
 }
 
+// connOfNBIO returns the Conn of an nbio connection, nil while Upgrade has
+// not bound it yet.
+func connOfNBIO(nc *nbio.Conn) *Conn {
+	ws, ok := nc.Session().(*websocket.Conn)
+	if !ok {
+		return nil
+	}
+	// With the lock SetSession takes: the poller must see the Conn
+	// Upgrade built whole.
+	c, _ := ws.SessionWithLock().(*Conn)
+	return c
+}
+
 // Conn is one WebSocket connection. Its methods are safe for concurrent use.
 type Conn struct {
-	ws         *websocket.Conn
+	ws *websocket.Conn
+	// nbc is the poller's connection, nil when nbio serves the connection
+	// in blocking mode (TLS); output is then written frame by frame.
+	nbc        *nbio.Conn
 	h          Handler
 	a          *Acceptor
 	closing    atomic.Bool
 	closeTimer atomic.Pointer[*time.Timer]
+
+	// batch counts the reads whose messages are being handled; their
+	// last job flushes the output.
+	batch atomic.Int32
+	// fmu orders flushes, so that buffers reach the socket in the order
+	// they were filled.
+	fmu     sync.Mutex
+	wmu     sync.Mutex
+	wbuf    *[]byte // framed output not handed to the socket yet
+	queued  bool        // in the acceptor's flush queue
+	armed   bool        // timer runs to flush within maxFlushDelay
+	timer   *time.Timer // created on first use
+	wclosed bool        // no more output is taken
 }
 
 // WriteText writes one text message. It never blocks on the network; it
 // returns ErrSlow when the peer's pending output is over the limit, and
-// ErrClosed after the connection closed.
+// ErrClosed once the connection is closing or closed.
 func (c *Conn) WriteText(data []byte) error {
-	return c.write(websocket.TextMessage, data)
+	if c.nbc == nil {
+		if c.closing.Load() {
+			return ErrClosed
+		}
+		return c.write(websocket.TextMessage, data)
+	}
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		return ErrClosed
+	}
+	if c.wbuf == nil {
+		c.wbuf = c.a.getBuf()
+	}
+	if max := c.a.cfg.MaxPendingBytes; max > 0 && len(*c.wbuf)+len(data) > max {
+		c.wmu.Unlock()
+		return ErrSlow
+	}
+	*c.wbuf = appendTextFrame(*c.wbuf, data)
+	schedule := false
+	switch {
+	case c.queued:
+		// A flusher will write it.
+	case c.batch.Load() > 0:
+		// The read's last job will write it, or the timer if that
+		// takes long.
+		if !c.armed {
+			c.armed = true
+			if c.timer == nil {
+				c.timer = time.AfterFunc(maxFlushDelay, c.flush)
+			} else {
+				c.timer.Reset(maxFlushDelay)
+			}
+		}
+	default:
+		c.queued = true
+		schedule = true
+	}
+	c.wmu.Unlock()
+	if schedule {
+		c.a.schedule(c)
+	}
+	return nil
+}
+
+// appendTextFrame appends data as one unmasked, final text frame.
+func appendTextFrame(b, data []byte) []byte {
+	const finText = 0x81
+	switch n := len(data); {
+	case n < 126:
+		b = append(b, finText, byte(n))
+	case n <= 0xffff:
+		b = append(b, finText, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, data...)
+}
+
+// schedule queues c for a flusher, or flushes it at once when the queue is
+// full.
+func (a *Acceptor) schedule(c *Conn) {
+	select {
+	case a.flushq <- c:
+	default:
+		c.flush()
+	}
+}
+
+func (a *Acceptor) getBuf() *[]byte {
+	if b, ok := a.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 512)
+	return &b
+}
+
+func (a *Acceptor) putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:0]
+	a.bufs.Put(b)
+}
+
+// endBatch is the last job of a read: it flushes the replies.
+func (c *Conn) endBatch() { c.release(true) }
+
+// release ends one read's batch; the last one out flushes the output
+// written meanwhile, itself (now) or through a flusher.
+func (c *Conn) release(now bool) {
+	if c.batch.Add(-1) > 0 {
+		return
+	}
+	c.wmu.Lock()
+	flush := !c.queued && c.wbuf != nil && len(*c.wbuf) > 0
+	if flush && !now {
+		c.queued = true
+	}
+	c.wmu.Unlock()
+	switch {
+	case flush && now:
+		c.flush()
+	case flush:
+		c.a.schedule(c)
+	}
+}
+
+// flush hands the buffered output to the socket in one write.
+func (c *Conn) flush() {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	c.wmu.Lock()
+	buf := c.wbuf
+	c.wbuf = nil
+	c.queued = false
+	if c.armed {
+		c.armed = false
+		c.timer.Stop()
+	}
+	c.wmu.Unlock()
+	if buf == nil {
+		return
+	}
+	if len(*buf) > 0 {
+		// nbio copies what the kernel does not take at once; on overflow
+		// it closes the connection, and OnClose reports ErrSlow.
+		_, _ = c.nbc.Write(*buf)
+	}
+	c.a.putBuf(buf)
+}
+
+// shut stops taking output and writes out what was taken, ahead of a close
+// frame.
+func (c *Conn) shut() {
+	if c.nbc == nil {
+		return
+	}
+	c.wmu.Lock()
+	c.wclosed = true
+	c.wmu.Unlock()
+	c.flush()
 }
 
 // Ping writes a ping frame.
@@ -269,6 +516,7 @@ func (c *Conn) Close(code int, reason string) {
 	if len(reason) > 120 {
 		reason = reason[:120]
 	}
+	c.shut()
 	if err := c.ws.WriteClose(code, reason); err != nil {
 		_ = c.ws.Close()
 		return
@@ -281,6 +529,9 @@ func (c *Conn) Close(code int, reason string) {
 // that cannot take more output).
 func (c *Conn) Abort(err error) {
 	c.closing.Store(true)
+	c.wmu.Lock()
+	c.wclosed = true
+	c.wmu.Unlock()
 	c.ws.CloseWithError(err)
 }
 
