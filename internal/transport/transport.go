@@ -330,7 +330,7 @@ type Conn struct {
 	// they were filled.
 	fmu     sync.Mutex
 	wmu     sync.Mutex
-	wbuf    *[]byte // framed output not handed to the socket yet
+	wbuf    *[]byte     // framed output not handed to the socket yet
 	queued  bool        // in the acceptor's flush queue
 	armed   bool        // timer runs to flush within maxFlushDelay
 	timer   *time.Timer // created on first use
