@@ -43,6 +43,7 @@ type Client struct {
 	leftovers [][]byte
 	drained   bool
 	rooms     map[string]struct{}
+	presence  map[string]*presence // rooms the client is present in (presence.go)
 	values    map[string]any
 	reason    string
 

@@ -6,7 +6,9 @@
 // the order written. Actions reply, push messages to any client of the
 // cluster by id, and publish to rooms. A client that disconnects is away for
 // a while: what is sent to it meanwhile is kept in its mailbox and handed
-// over, in order, when it resumes its session, on any node.
+// over, in order, when it resumes its session, on any node. Presence
+// (Client.JoinWithPresence, Server.Presence) tells who is in a room across
+// the cluster, and the room's members when someone comes or goes.
 //
 // A Server is an http.Handler that accepts WebSocket connections:
 //

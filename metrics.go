@@ -171,3 +171,24 @@ func (b instrumented) Unsubscribe(ctx context.Context, serverID, room string) er
 	b.observe("unsubscribe", start, err)
 	return err
 }
+
+func (b instrumented) PresenceAdd(ctx context.Context, room string, m broker.Member) error {
+	start := time.Now()
+	err := b.Broker.PresenceAdd(ctx, room, m)
+	b.observe("presence_add", start, err)
+	return err
+}
+
+func (b instrumented) PresenceRemove(ctx context.Context, room, clientID, serverID string) (bool, error) {
+	start := time.Now()
+	removed, err := b.Broker.PresenceRemove(ctx, room, clientID, serverID)
+	b.observe("presence_remove", start, err)
+	return removed, err
+}
+
+func (b instrumented) Presence(ctx context.Context, room string) ([]broker.Member, error) {
+	start := time.Now()
+	members, err := b.Broker.Presence(ctx, room)
+	b.observe("presence", start, err)
+	return members, err
+}

@@ -2,6 +2,7 @@ package rocket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -37,7 +38,9 @@ func (cl *Client) Join(ctx context.Context, room string) error {
 	return cl.srv.join(ctx, cl, room)
 }
 
-// Leave removes the client from room.
+// Leave removes the client from room. If it was present in the room (see
+// JoinWithPresence), its presence entry is removed and its leave message
+// published.
 func (cl *Client) Leave(ctx context.Context, room string) error {
 	return cl.srv.leave(ctx, cl, room)
 }
@@ -65,6 +68,11 @@ func (s *Server) Publish(ctx context.Context, room string, msg any) error {
 	if s.state.Load() != stateRunning {
 		return ErrServerClosed
 	}
+	return s.publishData(ctx, room, data)
+}
+
+// publishData sends data to the members of room on every server.
+func (s *Server) publishData(ctx context.Context, room string, data []byte) error {
 	// Local members first, so that they are served even when the broker
 	// is down; the broker delivers to the other servers.
 	s.deliverRoom(room, data)
@@ -133,7 +141,14 @@ func (s *Server) join(ctx context.Context, cl *Client, name string) error {
 	return nil
 }
 
+// leave removes cl from the room, then from the room's presence (the
+// client does not get its own leave message).
 func (s *Server) leave(ctx context.Context, cl *Client, name string) error {
+	err := s.leaveRoom(ctx, cl, name)
+	return errors.Join(err, s.dropPresence(ctx, cl, name))
+}
+
+func (s *Server) leaveRoom(ctx context.Context, cl *Client, name string) error {
 	cl.mu.Lock()
 	delete(cl.rooms, name)
 	cl.mu.Unlock()

@@ -24,6 +24,11 @@
 // server that holds it, or into its mailbox when it is away. Publish delivers
 // a message to every server subscribed to a room.
 //
+// Presence entries (PresenceAdd, PresenceRemove, Presence) list the clients
+// present in a room across the cluster; an entry lives as long as the
+// server that added it, and the broker publishes its leave message when it
+// removes the entry of a server that unregistered or died (see Member).
+//
 // # Contract for servers
 //
 // A server records a client locally before it calls Connect or Resume, and
@@ -99,8 +104,9 @@ type Stats struct {
 // wraps the context's error.
 //
 // Methods that take a server id (Connect through the Client's Server field,
-// Resume, Subscribe, Unsubscribe, UnregisterServer) return an error wrapping
-// ErrUnknownServer when that server is not registered. Disconnect and Forget
+// Resume, Subscribe, Unsubscribe, PresenceAdd through the Member's ServerID,
+// UnregisterServer) return an error wrapping ErrUnknownServer when that
+// server is not registered. Disconnect and Forget
 // of an unknown client do nothing and return nil. Connect of an id already
 // in the directory replaces the record and drops its mail.
 //
@@ -115,7 +121,8 @@ type Broker interface {
 
 	// UnregisterServer stops deliveries to the server, marks every client
 	// it held as away (their sessions and mailboxes live on), drops its room
-	// subscriptions and removes its inbox.
+	// subscriptions, removes its presence entries (publishing their leave
+	// messages) and removes its inbox.
 	UnregisterServer(ctx context.Context, serverID string) error
 
 	// NewClientID allocates a cluster-unique client id.
@@ -166,6 +173,28 @@ type Broker interface {
 	// in the order published. Room messages are not kept for servers that
 	// are down or not subscribed.
 	Publish(ctx context.Context, from, room string, data []byte) error
+
+	// PresenceAdd records m as present in room, replacing the entry of
+	// the same client in that room, if there is one, whatever its server
+	// (the client reconnected to m.ServerID). m.ServerID must be
+	// registered. The entry lives until PresenceRemove, until an entry of
+	// the same client replaces it, or until its server unregisters or is
+	// found dead: the broker then removes it and publishes its
+	// LeaveMessage to the room (see Member).
+	PresenceAdd(ctx context.Context, room string, m Member) error
+
+	// PresenceRemove removes the entry of clientID in room if it belongs
+	// to serverID, and reports whether it did. An entry that another
+	// server has added since (the client reconnected there) is left
+	// alone, as Disconnect leaves a client that moved. Removing an entry
+	// that does not exist does nothing and reports false. PresenceRemove
+	// publishes nothing.
+	PresenceRemove(ctx context.Context, room, clientID, serverID string) (removed bool, err error)
+
+	// Presence returns the entries of room, on every server, in no
+	// particular order and without their LeaveMessage. A room without
+	// entries gives an empty slice and a nil error.
+	Presence(ctx context.Context, room string) ([]Member, error)
 
 	// Stats returns the broker's counters.
 	Stats(ctx context.Context) (Stats, error)

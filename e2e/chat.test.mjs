@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
-  clientId, control, env, join, launch, openChat, say, seen, seesMessage, seesWhisper, waitState, whisper,
+  clientId, control, env, join, launch, openChat, say, seen, seesMessage, seesWhisper, STEP, waitState, whisper,
 } from "./helpers.mjs";
 
 const URL = env("ROCKET_E2E_URL");
@@ -133,6 +133,52 @@ test("tabs: a new tab is a new client; a reloaded tab resumes its session", { ti
     bob.assertNoErrors();
   } finally {
     await context.close();
+    await bob.context.close();
+  }
+});
+
+/**
+ * Waits until the page's online list shows #room with names, in order.
+ * @param {import("playwright-core").Page} page @param {string} room @param {string[]} names
+ */
+async function online(page, room, names) {
+  try {
+    await page.waitForFunction(({ room, names }) => {
+      const title = document.getElementById("members-title")?.textContent;
+      const shown = [...document.querySelectorAll("#members li .who")].map((el) => el.textContent);
+      return title === `Online in #${room} (${names.length})` && JSON.stringify(shown) === JSON.stringify(names);
+    }, { room, names }, { timeout: STEP });
+  } catch (err) {
+    const now = await page.locator(".members-card").textContent().catch(() => "?");
+    throw new Error(`online list is ${JSON.stringify(now)}, want #${room} with ${JSON.stringify(names)}`, { cause: err });
+  }
+}
+
+test("the online list shows who is in the room, updated live", { timeout: 60_000 }, async () => {
+  const ann = await openChat(browser, URL);
+  const bob = await openChat(browser, URL);
+  try {
+    await join(ann.page, "ann", "garden");
+    await online(ann.page, "garden", ["ann"]);
+    await join(bob.page, "bob", "garden");
+    await online(bob.page, "garden", ["ann", "bob"]);
+    await online(ann.page, "garden", ["ann", "bob"]);
+    await seen(ann.page, "presence", "bob joined #garden");
+    // A member's name fills the whisper form with its id.
+    await ann.page.locator("#members button.who", { hasText: "bob" }).click();
+    assert.equal(await ann.page.locator("#whisper-to").inputValue(), bob.id);
+
+    // bob leaves the room, then comes back, then closes his tab.
+    await bob.page.getByRole("button", { name: "Leave room garden" }).click();
+    await online(ann.page, "garden", ["ann"]);
+    await seen(ann.page, "presence", "bob left #garden");
+    await join(bob.page, "bob", "garden");
+    await online(ann.page, "garden", ["ann", "bob"]);
+    await bob.context.close();
+    await online(ann.page, "garden", ["ann"]);
+    ann.assertNoErrors();
+  } finally {
+    await ann.context.close();
     await bob.context.close();
   }
 });

@@ -76,6 +76,12 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"RoomDoubleSubscribe", testRoomDoubleSubscribe},
 		{"RoomEmpty", testRoomEmpty},
 		{"UnregisterServer", testUnregisterServer},
+		{"PresenceAddList", testPresenceAddList},
+		{"PresenceReplace", testPresenceReplace},
+		{"PresenceRemove", testPresenceRemove},
+		{"PresenceUnknownServer", testPresenceUnknownServer},
+		{"PresenceDataCopied", testPresenceDataCopied},
+		{"PresenceUnregister", testPresenceUnregister},
 		{"HandlerCallsBack", testHandlerCallsBack},
 		{"ConcurrentMoveNoLoss", testConcurrentMoveNoLoss},
 		{"Closed", testClosed},
@@ -892,6 +898,17 @@ func calls(serverID, clientID, session string) []call {
 		}},
 		{"Stats", func(ctx context.Context, b broker.Broker) error {
 			_, err := b.Stats(ctx)
+			return err
+		}},
+		{"PresenceAdd", func(ctx context.Context, b broker.Broker) error {
+			return b.PresenceAdd(ctx, "room", broker.Member{ClientID: clientID, ServerID: serverID, JoinedAt: time.Now()})
+		}},
+		{"Presence", func(ctx context.Context, b broker.Broker) error {
+			_, err := b.Presence(ctx, "room")
+			return err
+		}},
+		{"PresenceRemove", func(ctx context.Context, b broker.Broker) error {
+			_, err := b.PresenceRemove(ctx, "room", clientID, serverID)
 			return err
 		}},
 		{"Resume", func(ctx context.Context, b broker.Broker) error {

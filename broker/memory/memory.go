@@ -9,10 +9,15 @@
 // for servers and one for clients.
 //
 // Handlers are called synchronously from the goroutine that calls Send or
-// Publish, never while the broker holds its lock, so a Handler may call back
+// Publish (or UnregisterServer, for the leave messages of its presence
+// entries), never while the broker holds its lock, so a Handler may call back
 // into the broker. A delivery that was already under way when
 // UnregisterServer or Close is called may still reach the Handler after that
 // call returns.
+//
+// Presence entries live in the Broker; UnregisterServer removes those of the
+// server and delivers their leave messages (a server of one process never
+// dies without unregistering, unless the process dies with every server).
 //
 // Mail kept for an away client is copied, so callers may reuse their buffers.
 // Sessions of away clients expire MailboxTTL after the client went away; they
@@ -87,6 +92,7 @@ type Broker struct {
 	clients    map[string]*client
 	rooms      map[string]*room
 	away       list.List // of *client, oldest departure first
+	presence   presenceTable
 	stats      broker.Stats
 
 	stop      chan struct{} // closed by the first Close
@@ -297,16 +303,18 @@ func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, 
 	return id, nil
 }
 
-// UnregisterServer stops deliveries to the server, marks its clients away
-// and drops its room subscriptions. It returns ErrUnknownServer if the
-// server is not registered.
+// UnregisterServer stops deliveries to the server, marks its clients away,
+// drops its room subscriptions and removes its presence entries, handing
+// their leave messages to the handlers of the servers subscribed to their
+// rooms (from the caller's goroutine, after releasing the lock). It returns
+// ErrUnknownServer if the server is not registered.
 func (b *Broker) UnregisterServer(ctx context.Context, serverID string) error {
 	if err := b.enter(ctx, "unregister server"); err != nil {
 		return err
 	}
-	defer b.mu.Unlock()
 	s := b.servers[serverID]
 	if s == nil {
+		b.mu.Unlock()
 		return unknownServer("unregister server", serverID)
 	}
 	now := time.Now()
@@ -317,6 +325,9 @@ func (b *Broker) UnregisterServer(ctx context.Context, serverID string) error {
 		b.unsubscribe(s, name)
 	}
 	delete(b.servers, serverID)
+	leaves := b.dropServerPresence(serverID)
+	b.mu.Unlock()
+	deliverRooms(leaves)
 	return nil
 }
 
@@ -561,6 +572,7 @@ func (b *Broker) Close() error {
 		b.servers = nil
 		b.clients = nil
 		b.rooms = nil
+		b.presence = presenceTable{}
 		b.away.Init()
 		b.mu.Unlock()
 		close(b.stop)

@@ -52,6 +52,22 @@
 // again, with its mail moved to its inbox in order; a client that is gone is
 // recorded again; a client that another server holds now is left there.
 //
+// # Presence
+//
+// PresenceAdd records an entry in the room's hash, keyed by client id,
+// with the id of the server that holds the client, and indexes it in that
+// server's presence set. PresenceRemove removes it only if it is still
+// that server's; Presence reads the hash. The cleanup script that removes
+// a server (UnregisterServer, or a reaper for a dead server) also removes
+// its presence entries and publishes their leave messages on their rooms'
+// channels, from no server, in the same script: the entries of a node
+// that dies disappear, and the other nodes' members are told, at most
+// DeadAfter plus one reaper round (HeartbeatInterval, give or take a
+// quarter) after its last heartbeat (about 6.3 s with the defaults),
+// provided some Broker of the prefix is running its reaper. A server
+// cleaned up while only cut off from Redis loses its entries (their leave
+// messages are published); reclaim does not restore them.
+//
 // Each Broker also runs a sweeper that forgets away clients whose
 // MailboxTTL has passed, counting their mail in MailExpired; Send, Resume
 // and Lookup treat such a client as unknown even before the sweeper runs.
@@ -100,6 +116,10 @@
 //	P stats:mail_dropped       string  messages dropped from full mailboxes
 //	P stats:mail_expired       string  messages dropped with expired clients
 //	P room:<name>              channel pub/sub channel of a room: "<from server id> <data>"
+//	                                   (from is empty for leave messages published by a cleanup)
+//	P presence:<room>          hash    presence entries of a room: client id -> "<server id>
+//	                                   <joined at, unix ms> <length of data> <data><leave message>"
+//	P server:<id>:presence     set     the server's presence entries: "<client id> <room>"
 //
 // Stats returns the two counters, which are shared by every Broker of the
 // prefix (cluster-wide, since the prefix was first used), not counted per

@@ -276,7 +276,7 @@ func (b *Broker) reap(ctx context.Context, cleanup bool) error {
 		}
 		if res[0] == 1 {
 			b.log.Info("redis broker: dead server cleaned up", "server", id,
-				"clients_away", res[1], "messages_moved", res[2])
+				"clients_away", res[1], "messages_moved", res[2], "presence_removed", res[3])
 		}
 	}
 	return nil

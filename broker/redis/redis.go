@@ -481,8 +481,9 @@ func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, 
 // UnregisterServer stops the server's goroutines (waiting, within ctx, for
 // the delivery under way), drops its room subscriptions, then runs the
 // cleanup script: every client of the server goes away, the messages left
-// in its inbox move to where their clients are now, its inbox and client
-// set are deleted and it leaves the servers set.
+// in its inbox move to where their clients are now, its presence entries
+// are removed (their leave messages published), its inbox and client set
+// are deleted and it leaves the servers set.
 //
 // The server is forgotten locally even when the script fails (Redis down,
 // ctx done); its heartbeat has stopped, so the reapers clean it up after

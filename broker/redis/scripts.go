@@ -267,8 +267,10 @@ return redis.call('ZRANGEBYSCORE', SERVERS, '-inf', '(' .. int(before), 'LIMIT',
 // inbox otherwise), its inbox and set are deleted. In 'reap' mode it does
 // nothing unless the server's heartbeat is still older than dead after, and
 // only the script that removes the server from the servers set goes on, so
-// two reapers never both clean up.
-// Returns {done (1 or 0), clients made away, messages moved}.
+// two reapers never both clean up. Its presence entries are removed and
+// their leave messages published on their rooms' channels.
+// Returns {done (1 or 0), clients made away, messages moved, presence
+// entries removed}.
 const luaCleanup = `
 local sid = ARGV[2]
 local ttl, size = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -286,6 +288,7 @@ for _, id in ipairs(redis.call('SMEMBERS', set_key(sid))) do
   end
 end
 redis.call('DEL', set_key(sid))
+local gone = drop_presence(sid)
 local ik = inbox_key(sid)
 local entries = redis.call('LRANGE', ik, 0, -1)
 redis.call('DEL', ik)
@@ -325,7 +328,7 @@ for i = 1, #ids do
     moved = moved + 1
   end
 end
-return {1, away, moved}
+return {1, away, moved, gone}
 `
 
 // luaReclaim: ARGV prefix, client id, server id, session hash.
@@ -368,6 +371,7 @@ type scripts struct {
 	nextClientID, register, heartbeat                 *rueidis.Lua
 	connect, resume, disconnect, forget, lookup, send *rueidis.Lua
 	sweep, deadServers, cleanup, reclaim              *rueidis.Lua
+	presenceAdd, presenceRemove                       *rueidis.Lua
 }
 
 // newScripts returns the scripts and their sources, to be loaded by New.
@@ -390,8 +394,11 @@ func newScripts() (*scripts, []string) {
 		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaBoundMail),
 		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
 		deadServers:  mk(luaDeadServers, luaNow, luaInt),
-		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaBoundMail),
+		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaBoundMail, luaPresence, luaDropPresence),
 		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaRaiseCounter, luaExpire, luaState, luaTakeClient),
 	}
+	// Presence (presence.go).
+	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
+	s.presenceRemove = mk(luaPresenceRemove, luaPresence)
 	return s, srcs
 }

@@ -4,11 +4,17 @@
 //
 // Actions (see docs/protocol.md):
 //
-//	Echo.echo    any                  the result is the arguments
-//	Chat.join    {"room","name"}      join a room under a name
-//	Chat.leave   {"room"}             leave a room
-//	Chat.say     {"room","text"}      members get {"Chat.message": {"room","from","text"}}
-//	Chat.whisper {"to","text"}        client "to" gets {"Chat.whisper": {"from","name","text"}}
+//	Echo.echo    any                         the result is the arguments
+//	Chat.join    {"room","name","presence"}  join a room under a name; with "presence": true,
+//	                                         be listed by Chat.who, and members get
+//	                                         {"Chat.joined": {"room","client","name"}} now and
+//	                                         {"Chat.left": {"room","client","name"}} when the
+//	                                         client leaves, disconnects or its node dies
+//	Chat.leave   {"room"}                    leave a room
+//	Chat.say     {"room","text"}             members get {"Chat.message": {"room","from","text"}}
+//	Chat.whisper {"to","text"}               client "to" gets {"Chat.whisper": {"from","name","text"}}
+//	Chat.who     {"room"}                    the members present in a room, on every node:
+//	                                         {"room","members":[{"client","name","joined_at"}]}
 package demo
 
 import (
@@ -35,6 +41,8 @@ const nameKey = "demo.name"
 type JoinArgs struct {
 	Room string `json:"room"`
 	Name string `json:"name"`
+	// Presence makes the client present in the room (see Chat.who).
+	Presence bool `json:"presence,omitempty"`
 }
 
 // JoinResult is the result of Chat.join.
@@ -44,7 +52,7 @@ type JoinResult struct {
 	Name   string `json:"name"`
 }
 
-// RoomArgs are the arguments of Chat.leave.
+// RoomArgs are the arguments of Chat.leave and Chat.who.
 type RoomArgs struct {
 	Room string `json:"room"`
 }
@@ -89,6 +97,7 @@ func Register(srv *rocket.Server) {
 	srv.Handle("Chat.leave", rocket.Action(leave))
 	srv.Handle("Chat.say", rocket.Action(say))
 	srv.Handle("Chat.whisper", rocket.Action(whisper))
+	srv.Handle("Chat.who", rocket.Action(who))
 }
 
 func join(c *rocket.Context, in JoinArgs) (JoinResult, error) {
@@ -104,7 +113,13 @@ func join(c *rocket.Context, in JoinArgs) (JoinResult, error) {
 	}
 	cl := c.Client()
 	cl.Set(nameKey, name)
-	if err := cl.Join(c.Context(), in.Room); err != nil {
+	var err error
+	if in.Presence {
+		err = cl.JoinWithPresence(c.Context(), in.Room, presence(in.Room, cl.ID(), name))
+	} else {
+		err = cl.Join(c.Context(), in.Room)
+	}
+	if err != nil {
 		return JoinResult{}, err
 	}
 	return JoinResult{Room: in.Room, Client: cl.ID(), Name: name}, nil

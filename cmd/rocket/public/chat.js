@@ -1,4 +1,4 @@
-// Rocket demo chat: rooms, whispers, and session resume.
+// Rocket demo chat: rooms, whispers, who is online, and session resume.
 import { Rocket } from "/rocket.js";
 
 const $ = (id) => document.getElementById(id);
@@ -9,6 +9,7 @@ const ui = {
   whisperTo: $("whisper-to"), whisperText: $("whisper-text"), whisperForm: $("whisper-form"),
   log: $("log"), state: $("state"), clientId: $("client-id"), copyId: $("copy-id"),
   roomTitle: $("room-title"), roomInfo: $("room-info"),
+  members: $("members"), noMembers: $("no-members"), membersTitle: $("members-title"),
 };
 
 const MAX_ENTRIES = 500;
@@ -31,6 +32,18 @@ let lastClientId = null;
 let away = false; // true while the messages kept for us during a drop arrive
 /** "room\ntext" of our own Chat.say not seen back yet: tells our messages from another tab's of the same name. */
 const mySays = [];
+/**
+ * Who is present in each joined room, from Chat.who and then the
+ * Chat.joined / Chat.left pushes: room -> client id -> {name, joinedAt}.
+ * @type {Map<string, Map<string, {name: string, joinedAt: string | null}>>}
+ */
+const present = new Map();
+/**
+ * Rooms whose Chat.who is under way -> the pushes received meanwhile,
+ * applied on top of its answer (a push may overtake the answer).
+ * @type {Map<string, Array<["joined" | "left", {room: string, client: string, name: string}]>>}
+ */
+const whoPending = new Map();
 
 // The tab remembers its session, name and rooms (sessionStorage: kept
 // across a reload, not shared with other tabs), so that a reload resumes
@@ -70,9 +83,12 @@ rocket.on("open", ({ client, resumed }) => {
   lastClientId = client;
   save();
   renderState();
-  // The server does not keep room membership across a reconnect.
+  // The server does not keep room membership (or presence) across a
+  // reconnect.
   for (const room of rooms.keys()) {
-    rocket.request("Chat.join", { room, name: myName }).catch((err) => showError(err, `Could not rejoin #${room}`));
+    rocket.request("Chat.join", { room, name: myName, presence: true })
+      .then(() => refreshWho(room))
+      .catch((err) => showError(err, `Could not rejoin #${room}`));
   }
   if (away) {
     // The kept messages follow the welcome at once, so they are in before
@@ -95,6 +111,9 @@ rocket.on("Chat.message", (m) => {
     renderRooms();
   }
 });
+
+rocket.on("Chat.joined", (ev) => presencePush("joined", ev));
+rocket.on("Chat.left", (ev) => presencePush("left", ev));
 
 rocket.on("Chat.whisper", (w) => {
   if (!w || typeof w !== "object") return;
@@ -123,7 +142,7 @@ ui.joinForm.addEventListener("submit", async (ev) => {
   }
   ui.join.disabled = true;
   try {
-    const res = await rocket.request("Chat.join", { room, name });
+    const res = await rocket.request("Chat.join", { room, name, presence: true });
     myName = typeof res?.name === "string" && res.name ? res.name : name;
     if (myName !== name) ui.name.value = myName;
     rooms.set(room, 0);
@@ -132,6 +151,7 @@ ui.joinForm.addEventListener("submit", async (ev) => {
     const members = n === null ? "" : ` (${n} ${n === 1 ? "member" : "members"} here)`;
     addEntry({ kind: "system", room, text: `You joined #${room} as ${myName}${members}.` });
     ui.text.focus();
+    refreshWho(room);
   } catch (err) {
     showError(err, `Could not join #${room}`);
   } finally {
@@ -198,12 +218,15 @@ function switchTo(room) {
   ui.text.disabled = ui.say.disabled = room === null;
   ui.text.placeholder = room === null ? "Join a room to chat" : `Message #${room}`;
   renderRooms();
+  renderMembers();
   ui.log.scrollTop = ui.log.scrollHeight;
   save();
 }
 
 function leave(room) {
   rooms.delete(room);
+  present.delete(room);
+  whoPending.delete(room);
   save();
   rocket.request("Chat.leave", { room }).catch((err) => {
     if (err.code !== "closed") showError(err, `Could not leave #${room}`);
@@ -237,6 +260,119 @@ function renderRooms() {
     return li;
   }));
   ui.noRooms.hidden = rooms.size > 0;
+}
+
+// ---- who is online ----
+
+/**
+ * Asks the server who is present in room, then applies on top the pushes
+ * that arrived meanwhile.
+ * @param {string} room
+ */
+async function refreshWho(room) {
+  /** @type {Array<["joined" | "left", {room: string, client: string, name: string}]>} */
+  const buffered = [];
+  whoPending.set(room, buffered);
+  renderMembers();
+  try {
+    const res = await rocket.request("Chat.who", { room });
+    if (whoPending.get(room) !== buffered) return; // left, or a newer Chat.who runs
+    whoPending.delete(room);
+    const members = new Map();
+    for (const m of Array.isArray(res?.members) ? res.members : []) {
+      if (m && m.client !== undefined) {
+        members.set(String(m.client), { name: String(m.name ?? m.client), joinedAt: typeof m.joined_at === "string" ? m.joined_at : null });
+      }
+    }
+    present.set(room, members);
+    for (const [kind, ev] of buffered) applyPresence(kind, ev);
+  } catch (err) {
+    if (whoPending.get(room) === buffered) whoPending.delete(room);
+    if (err?.code !== "closed") showError(err, `Could not list who is in #${room}`);
+  }
+  renderMembers();
+}
+
+/**
+ * Handles a Chat.joined or Chat.left push: notes it in the room's log and
+ * updates the room's list (or keeps it for after the Chat.who under way).
+ * @param {"joined" | "left"} kind
+ */
+function presencePush(kind, ev) {
+  if (!ev || typeof ev !== "object") return;
+  const room = String(ev.room ?? "");
+  const client = String(ev.client ?? "");
+  const name = String(ev.name || client);
+  if (!rooms.has(room) || !client) return;
+  const event = { room, client, name };
+  const known = present.get(room)?.get(client);
+  if (client !== rocket.clientId) {
+    const listed = present.has(room) && !whoPending.has(room);
+    if (kind === "left" && (known || !listed)) {
+      addEntry({ kind: "presence", room, text: `${known?.name ?? name} left #${room}.` });
+    } else if (kind === "joined" && !known) {
+      addEntry({ kind: "presence", room, text: `${name} joined #${room}.` });
+    } else if (kind === "joined" && known.name !== name) {
+      addEntry({ kind: "presence", room, text: `${known.name} is now ${name}.` });
+    }
+  }
+  const pending = whoPending.get(room);
+  if (pending) pending.push([kind, event]);
+  else applyPresence(kind, event);
+  if (room === current) renderMembers();
+}
+
+/**
+ * @param {"joined" | "left"} kind
+ * @param {{room: string, client: string, name: string}} ev
+ */
+function applyPresence(kind, { room, client, name }) {
+  let members = present.get(room);
+  if (!members) {
+    members = new Map();
+    present.set(room, members);
+  }
+  if (kind === "left") {
+    members.delete(client);
+    return;
+  }
+  const known = members.get(client);
+  members.set(client, { name, joinedAt: known?.joinedAt ?? new Date().toISOString() });
+}
+
+function renderMembers() {
+  const room = current;
+  const members = room === null ? undefined : present.get(room);
+  ui.membersTitle.textContent = room === null ? "Online" : `Online in #${room}${members ? ` (${members.size})` : ""}`;
+  const list = [...(members ?? new Map())].sort(([a, x], [b, y]) =>
+    String(x.joinedAt ?? "").localeCompare(String(y.joinedAt ?? "")) || x.name.localeCompare(y.name) || a.localeCompare(b));
+  ui.members.replaceChildren(...list.map(([id, m]) => {
+    const li = el("li", id === rocket.clientId ? "member self" : "member");
+    if (id === rocket.clientId) {
+      li.append(el("span", "who", m.name), " ", el("span", "you", "(you)"));
+    } else {
+      const b = el("button", "who", m.name);
+      b.type = "button";
+      b.title = `Whisper to ${id}`;
+      b.setAttribute("aria-label", `Whisper to ${m.name} (id ${id})`);
+      b.addEventListener("click", () => {
+        idsByName.set(m.name, id);
+        ui.whisperTo.value = id;
+        ui.whisperText.focus();
+      });
+      li.append(b);
+    }
+    const at = m.joinedAt ? new Date(m.joinedAt) : null;
+    if (at && !Number.isNaN(at.getTime())) {
+      const time = el("time", "since", `since ${at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`);
+      time.dateTime = at.toISOString();
+      time.title = `Joined ${at.toLocaleString()}`;
+      li.append(" ", time);
+    }
+    return li;
+  }));
+  ui.noMembers.hidden = list.length > 0;
+  ui.noMembers.textContent = room === null ? "Join a room to see who is in it." : !members ? "Loading…" : "Nobody here.";
 }
 
 // ---- log ----
