@@ -804,3 +804,23 @@ func TestLargeRoomFanout(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown right after Start returns (the transport's pollers may not
+// have started yet).
+func TestShutdownRightAfterStart(t *testing.T) {
+	for i := range 10 {
+		srv, err := rocket.New(rocket.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: Shutdown: %v", i, err)
+		}
+	}
+}

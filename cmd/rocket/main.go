@@ -4,6 +4,9 @@
 //
 // Every setting is a flag and a ROCKET_* environment variable; a flag given
 // on the command line wins over the variable. Run `rocket -h` for the list.
+//
+// `rocket new NAME` creates a new Rocket app in the directory NAME instead;
+// `rocket new -h` tells more.
 package main
 
 import (
@@ -39,6 +42,9 @@ import (
 var publicFiles embed.FS
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "new" {
+		os.Exit(newMain(os.Args[2:])) // rocket new NAME: see new.go
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
@@ -63,6 +69,7 @@ type options struct {
 	redisPrefix      string
 	pprof            bool
 	cfg              rocket.Config
+	sec              securityOptions // JWT and TLS (security.go)
 }
 
 // parseOptions reads flags, falling back to ROCKET_* variables from getenv,
@@ -139,6 +146,15 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
 	num(&o.cfg.MailboxSize, "mailbox-size", "ROCKET_MAILBOX_SIZE", 128, "messages kept for an away client")
 	dur(&o.cfg.MailboxTTL, "mailbox-ttl", "ROCKET_MAILBOX_TTL", 2*time.Minute, "how long an away client can resume")
+	// The secret's variable is not shown as the flag's default, so that -h
+	// does not print it; it is read after parsing (the flag still wins).
+	fset.StringVar(&o.sec.jwtHMACSecret, "jwt-hmac-secret", "", "HS256 secret (at least 32 bytes) of the JWTs clients must present; visible to ps as a flag, prefer the variable or -jwt-hmac-secret-file (ROCKET_JWT_HMAC_SECRET)")
+	str(&o.sec.jwtHMACSecretFile, "jwt-hmac-secret-file", "ROCKET_JWT_HMAC_SECRET_FILE", "", "file holding the HS256 secret of the JWTs clients must present (one trailing newline ignored)")
+	str(&o.sec.jwtRSAPublicKeyFile, "jwt-rsa-public-key-file", "ROCKET_JWT_RSA_PUBLIC_KEY_FILE", "", "PEM file of the RSA public key (2048 bits or more) checking RS256 JWTs clients must present")
+	str(&o.sec.jwtIssuer, "jwt-issuer", "ROCKET_JWT_ISSUER", "", "with a JWT key: the iss claim tokens must carry")
+	str(&o.sec.jwtAudience, "jwt-audience", "ROCKET_JWT_AUDIENCE", "", "with a JWT key: a value the aud claim of tokens must hold")
+	str(&o.sec.tlsCertFile, "tls-cert-file", "ROCKET_TLS_CERT_FILE", "", "PEM certificate (chain) to serve both ports over TLS (wss://, https://); needs -tls-key-file")
+	str(&o.sec.tlsKeyFile, "tls-key-file", "ROCKET_TLS_KEY_FILE", "", "PEM private key of -tls-cert-file")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -147,6 +163,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	if fset.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fset.Args())
+	}
+	if o.sec.jwtHMACSecret == "" {
+		o.sec.jwtHMACSecret = getenv("ROCKET_JWT_HMAC_SECRET")
 	}
 	for _, p := range strings.Split(o.allowedOrigins, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -187,6 +206,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	if err != nil {
 		return err
 	}
+	sec, err := loadSecurity(&o.sec)
+	if err != nil {
+		return err
+	}
 	o.cfg.Logger = log
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -212,10 +235,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return err
 	}
 	demo.Register(srv)
-	if err := srv.Start(ctx); err != nil {
-		return err
+	if sec.verifier != nil {
+		srv.OnConnect(sec.verifier.Connect)
+		log.Info("JWT required to connect", "hs256", o.sec.jwtHMACSecret != "" || o.sec.jwtHMACSecretFile != "", "rs256", o.sec.jwtRSAPublicKeyFile != "", "issuer", o.sec.jwtIssuer, "audience", o.sec.jwtAudience)
 	}
-
+	// Listen first: a port in use is reported before anything starts.
+	// (Shutdown of a server not started releases what New took.)
 	wsLn, err := net.Listen("tcp", o.wsAddr)
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
@@ -227,12 +252,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		_ = srv.Shutdown(context.Background())
 		return fmt.Errorf("listen for HTTP on %s: %w", o.httpAddr, err)
 	}
+	if err := srv.Start(ctx); err != nil {
+		wsLn.Close()
+		httpLn.Close()
+		return err
+	}
+	wsLn, httpLn = sec.listenTLS(wsLn, httpLn)
 	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- wsServer.Serve(wsLn) }()
 	go func() { serveErr <- httpServer.Serve(httpLn) }()
-	log.Info("rocket listening", "websocket", "ws://"+wsLn.Addr().String()+"/", "http", "http://"+httpLn.Addr().String()+"/", "server", srv.ID())
+	wsScheme, httpScheme := sec.schemes()
+	log.Info("rocket listening", "websocket", wsScheme+"://"+wsLn.Addr().String()+"/", "http", httpScheme+"://"+httpLn.Addr().String()+"/", "server", srv.ID())
 	if ready != nil {
 		ready <- [2]net.Addr{wsLn.Addr(), httpLn.Addr()}
 	}

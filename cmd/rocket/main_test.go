@@ -286,3 +286,28 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// A port in use is reported at once, with the address, and nothing is left
+// running.
+func TestPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, flag := range []string{"-ws-addr", "-http-addr"} {
+		t.Run(flag, func(t *testing.T) {
+			args := []string{"-ws-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", flag, busy.Addr().String()}
+			done := make(chan error, 1)
+			go func() { done <- run(context.Background(), args, func(string) string { return "" }, io.Discard, nil) }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+					t.Fatalf("run = %v, want an error naming %s", err, busy.Addr())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("run did not return with its port in use")
+			}
+		})
+	}
+}

@@ -103,20 +103,74 @@ type Acceptor struct {
 	bindMu sync.Mutex
 	bind   *sync.Cond
 
-	// flushq holds connections with output waiting for a flusher; each
-	// connection is in it at most once (Conn.queued).
-	flushq   chan *Conn
+	flushq   flushQueue
 	bufs     sync.Pool // *[]byte output buffers
-	done     chan struct{}
 	flushers sync.WaitGroup
 
-	started atomic.Bool
-	stopped atomic.Bool
+	startedAt time.Time
+	started   atomic.Bool
+	stopped   atomic.Bool
 }
 
-// flushQueueLen bounds the connections waiting for a flusher; past it the
-// writer flushes itself.
-const flushQueueLen = 4096
+// pollerStartGrace is how long Stop waits after Start before stopping the
+// engine. nbio v1.6.8's pollers clear their shutdown flag when their loop
+// begins, so a stop that reaches a poller before its goroutine has run is
+// lost and the poller spins forever (seen as Shutdown hanging right after
+// Start).
+const pollerStartGrace = 100 * time.Millisecond
+
+// flushQueue holds the connections with output waiting for a flusher, in
+// the order they were queued; each connection is in it at most once
+// (Conn.queued), so its length is bounded by the number of connections.
+type flushQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	q       []*Conn
+	head    int
+	stopped bool
+}
+
+// flushBatch is how many connections a flusher takes from the queue at once.
+const flushBatch = 32
+
+func (f *flushQueue) push(c *Conn) {
+	f.mu.Lock()
+	f.q = append(f.q, c)
+	f.mu.Unlock()
+	f.cond.Signal()
+}
+
+// take moves up to len(dst) connections into dst, waiting for one; it
+// returns 0 once the queue is stopped.
+func (f *flushQueue) take(dst []*Conn) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.head == len(f.q) && !f.stopped {
+		f.cond.Wait()
+	}
+	if f.stopped {
+		return 0
+	}
+	n := copy(dst, f.q[f.head:])
+	clear(f.q[f.head : f.head+n])
+	f.head += n
+	switch {
+	case f.head == len(f.q):
+		f.q, f.head = f.q[:0], 0
+	case f.head > len(f.q)/2:
+		m := copy(f.q, f.q[f.head:])
+		clear(f.q[m:])
+		f.q, f.head = f.q[:m], 0
+	}
+	return n
+}
+
+func (f *flushQueue) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
 
 // maxFlushDelay bounds how long output written while the connection's
 // messages are being handled waits for them all to be handled (an action
@@ -132,7 +186,8 @@ var quietNBIO sync.Once
 // New returns an Acceptor; call Start before Upgrade.
 func New(cfg Config) *Acceptor {
 	quietNBIO.Do(func() { logging.SetLevel(logging.LevelError) })
-	a := &Acceptor{cfg: cfg, flushq: make(chan *Conn, flushQueueLen), done: make(chan struct{})}
+	a := &Acceptor{cfg: cfg}
+	a.flushq.cond.L = &a.flushq.mu
 	a.bind = sync.NewCond(&a.bindMu)
 	a.engine = nbhttp.NewEngine(nbhttp.Config{
 		Name:                    "rocket",
@@ -216,6 +271,7 @@ func (a *Acceptor) Start() error {
 	if err := a.engine.Start(); err != nil {
 		return fmt.Errorf("transport: start nbio engine: %w", err)
 	}
+	a.startedAt = time.Now()
 	a.started.Store(true)
 	for range runtime.GOMAXPROCS(0) {
 		a.flushers.Go(a.flusher)
@@ -225,12 +281,15 @@ func (a *Acceptor) Start() error {
 
 // flusher writes out the connections queued in flushq until Stop.
 func (a *Acceptor) flusher() {
+	var batch [flushBatch]*Conn
 	for {
-		select {
-		case c := <-a.flushq:
-			c.flush()
-		case <-a.done:
+		n := a.flushq.take(batch[:])
+		if n == 0 {
 			return
+		}
+		for i, c := range batch[:n] {
+			c.flush()
+			batch[i] = nil
 		}
 	}
 }
@@ -241,8 +300,11 @@ func (a *Acceptor) Stop() {
 	if !a.started.Load() || a.stopped.Swap(true) {
 		return
 	}
+	if d := time.Since(a.startedAt); d < pollerStartGrace {
+		time.Sleep(pollerStartGrace - d)
+	}
 	a.engine.Stop()
-	close(a.done)
+	a.flushq.stop()
 	a.flushers.Wait()
 	// Wake callbacks that might still wait for a session.
 	a.bindMu.Lock()
@@ -253,7 +315,7 @@ func (a *Acceptor) Stop() {
 // connOf returns the Conn bound to ws, waiting for Upgrade to bind it if a
 // frame or the close overtook the end of the handshake.
 func (a *Acceptor) connOf(ws *websocket.Conn) *Conn {
-	if c, ok := ws.Session().(*Conn); ok {
+	if c, ok := ws.SessionWithLock().(*Conn); ok {
 		return c
 	}
 	a.bindMu.Lock()
@@ -402,14 +464,17 @@ func appendTextFrame(b, data []byte) []byte {
 	return append(b, data...)
 }
 
-// schedule queues c for a flusher, or flushes it at once when the queue is
-// full.
+// schedule queues c for a flusher; once the acceptor is stopped, it
+// flushes c at once.
 func (a *Acceptor) schedule(c *Conn) {
-	select {
-	case a.flushq <- c:
-	default:
+	a.flushq.mu.Lock()
+	stopped := a.flushq.stopped
+	a.flushq.mu.Unlock()
+	if stopped {
 		c.flush()
+		return
 	}
+	a.flushq.push(c)
 }
 
 func (a *Acceptor) getBuf() *[]byte {
