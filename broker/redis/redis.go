@@ -177,6 +177,8 @@ type Broker struct {
 	subDown    bool          // the pub/sub connection is down: Subscribe does not wait
 	subChanged chan struct{} // closed and replaced when subSynced or subDown change
 
+	sends sendQueue // Send's messages waiting for the sender (send.go)
+
 	subKick  chan struct{} // wakes the subscriber to reconcile (capacity 1)
 	roomMsgs chan rueidis.PubSubMessage
 
@@ -268,6 +270,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		roomMsgs:     make(chan rueidis.PubSubMessage, roomQueue),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.sends.start(b)
 	b.spawn(b.subscriber)
 	b.spawn(b.dispatchRooms)
 	b.spawn(b.reaper)
@@ -703,18 +706,16 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 // Send appends data to the inbox of the server holding the client, whose
 // consumer delivers it, or to the client's mailbox when it is away. A nil
 // error means Redis accepted the message.
+//
+// Concurrent Sends are carried to Redis together: while one batch is under
+// way, those that arrive meanwhile wait and go in the next, as one script
+// call (up to maxSendBatch messages), so that Redis does the work of one
+// call for many messages. A Send alone goes at once.
 func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 	if err := b.enter(ctx, "send"); err != nil {
 		return err
 	}
-	status, err := b.run(ctx, b.lua.send, b.cfg.Prefix, clientID, string(data), b.sizeArg).AsInt64()
-	if err != nil {
-		return b.fail("send to "+clientID, err)
-	}
-	if status == 0 {
-		return fmt.Errorf("redis: send to %s: %w", clientID, broker.ErrUnknownClient)
-	}
-	return nil
+	return b.sends.send(ctx, clientID, data)
 }
 
 // Subscribe makes the server, which must be registered on this Broker,
@@ -867,6 +868,9 @@ func (b *Broker) Close() error {
 		b.cancel()
 		b.wake(context.Background(), ids...)
 		b.wg.Wait()
+		// The sender stops last: Sends made by the goroutines above
+		// while they stopped are still carried.
+		b.sends.stop()
 		b.rdb.Close()
 	})
 	return nil

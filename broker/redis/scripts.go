@@ -217,19 +217,29 @@ if not srv then return {0} end
 return {1, srv}
 `
 
-// luaSend: ARGV prefix, client id, data, mailbox size.
-// Returns 0 unknown, 1 pushed to the owner's inbox, 2 kept in the mailbox.
+// luaSend: ARGV prefix, mailbox size, then a client id and a message for
+// each message of the batch, in order. Each message goes to the inbox of the
+// server holding its client, or to the client's mailbox when it is away.
+// Returns a status per message: 0 unknown client, 1 inbox, 2 mailbox.
 const luaSend = `
-local id = ARGV[2]
-local srv, au = state(id, now_ms())
-if not srv then return 0 end
-if srv ~= '' then
-  redis.call('RPUSH', inbox_key(srv), id .. ' ' .. ARGV[3])
-  return 1
+local now = now_ms()
+local size = tonumber(ARGV[2])
+local res = {}
+for i = 3, #ARGV, 2 do
+  local id, data = ARGV[i], ARGV[i + 1]
+  local srv, au = state(id, now)
+  if not srv then
+    res[#res + 1] = 0
+  elseif srv ~= '' then
+    redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
+    res[#res + 1] = 1
+  else
+    redis.call('RPUSH', mail_key(id), data)
+    bound_mail(id, size, au)
+    res[#res + 1] = 2
+  end
 end
-redis.call('RPUSH', mail_key(id), ARGV[3])
-bound_mail(id, tonumber(ARGV[4]), au)
-return 2
+return res
 `
 
 // luaSweep: ARGV prefix, limit. Forgets away clients whose time is up.

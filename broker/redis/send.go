@@ -1,0 +1,154 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rocket-go/rocket/broker"
+)
+
+// maxSendBatch bounds the messages carried by one script call.
+const maxSendBatch = 256
+
+// sendTimeout bounds one batch's script call.
+const sendTimeout = 5 * time.Second
+
+// sendReq is one Send waiting for its batch.
+type sendReq struct {
+	ctx  context.Context
+	id   string
+	data []byte
+	done chan error // capacity 1
+}
+
+// sendQueue carries Send's messages to Redis in batches, one batch at a
+// time, in the order the Sends were made: its run goroutine is the only
+// one that sends them, so messages sent one after the other by a goroutine
+// stay in order.
+type sendQueue struct {
+	b    *Broker
+	wake chan struct{} // capacity 1
+	quit chan struct{} // closed by stop
+	done chan struct{} // closed when run returns
+	reqs sync.Pool     // *sendReq
+
+	mu      sync.Mutex
+	queue   []*sendReq
+	stopped bool
+}
+
+// start starts the sender goroutine; stop stops it.
+func (q *sendQueue) start(b *Broker) {
+	q.b = b
+	q.wake = make(chan struct{}, 1)
+	q.quit = make(chan struct{})
+	q.done = make(chan struct{})
+	go func() {
+		defer close(q.done)
+		q.run()
+	}()
+}
+
+// stop fails the Sends still queued and waits for the sender to return.
+func (q *sendQueue) stop() {
+	close(q.quit)
+	<-q.done
+}
+
+// send queues one message and waits for the outcome of its batch.
+func (q *sendQueue) send(ctx context.Context, id string, data []byte) error {
+	r, _ := q.reqs.Get().(*sendReq)
+	if r == nil {
+		r = &sendReq{done: make(chan error, 1)}
+	}
+	r.ctx, r.id, r.data = ctx, id, data
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		return fmt.Errorf("redis: send to %s: %w", id, broker.ErrClosed)
+	}
+	q.queue = append(q.queue, r)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	err := <-r.done
+	r.ctx, r.data = nil, nil
+	q.reqs.Put(r)
+	return err
+}
+
+// run sends the queued messages until the Broker is closed, then fails
+// those still queued.
+func (q *sendQueue) run() {
+	batch := make([]*sendReq, 0, maxSendBatch)
+	args := make([]string, 0, 2+2*maxSendBatch)
+	for {
+		select {
+		case <-q.wake:
+		case <-q.quit:
+			q.mu.Lock()
+			q.stopped = true
+			left := q.queue
+			q.queue = nil
+			q.mu.Unlock()
+			for _, r := range left {
+				r.done <- fmt.Errorf("redis: send to %s: %w", r.id, broker.ErrClosed)
+			}
+			return
+		}
+		for {
+			q.mu.Lock()
+			n := min(len(q.queue), maxSendBatch)
+			batch = append(batch[:0], q.queue[:n]...)
+			rest := copy(q.queue, q.queue[n:])
+			clear(q.queue[rest:])
+			q.queue = q.queue[:rest]
+			q.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			args = q.sendBatch(batch, args)
+		}
+	}
+}
+
+// sendBatch runs the send script for batch and answers each of its Sends.
+func (q *sendQueue) sendBatch(batch []*sendReq, args []string) []string {
+	b := q.b
+	args = append(args[:0], b.cfg.Prefix, b.sizeArg)
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- fmt.Errorf("redis: send to %s: %w", r.id, err)
+			continue
+		}
+		args = append(args, r.id, string(r.data))
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return args
+	}
+	// Not the Broker's context: Close lets the batch under way finish.
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	res, err := b.exec(ctx, b.lua.send, args...).AsIntSlice()
+	cancel()
+	if err == nil && len(res) != len(live) {
+		err = fmt.Errorf("send script answered %d statuses for %d messages", len(res), len(live))
+	}
+	for i, r := range live {
+		switch {
+		case err != nil:
+			r.done <- b.fail("send to "+r.id, err)
+		case res[i] == 0:
+			r.done <- fmt.Errorf("redis: send to %s: %w", r.id, broker.ErrUnknownClient)
+		default:
+			r.done <- nil
+		}
+	}
+	clear(args)
+	return args[:0]
+}
