@@ -170,12 +170,14 @@ type pair struct {
 const maxInFlight = 1 << 14
 
 // send whispers until ctx ends: on pace's schedule, or whenever the window
-// has room.
+// has room. In closed loop the whispers the window allows at once are
+// written together.
 func (p *pair) send(ctx context.Context, pace *pacer) error {
 	var buf []byte
 	size := p.run.o.size
 	for seq := int64(0); ; seq++ {
 		var due int64
+		batch := false
 		if pace != nil {
 			var ok bool
 			if due, ok = pace.next(); !ok || !sleepUntil(ctx, due) {
@@ -191,12 +193,27 @@ func (p *pair) send(ctx context.Context, pace *pacer) error {
 				return nil
 			}
 			due = now()
+			batch = true
 		}
-		buf = append(buf[:0], p.head...)
-		buf = appendStamp(buf, seq, due, size)
-		buf = append(buf, `"}}`...)
-		p.sent.Store(seq + 1)
-		if err := p.from.Send(buf); err != nil {
+		for {
+			buf = append(buf[:0], p.head...)
+			buf = appendStamp(buf, seq, due, size)
+			buf = append(buf, `"}}`...)
+			p.sent.Store(seq + 1)
+			if !batch {
+				break
+			}
+			p.from.Queue(buf)
+			if !p.win.tryTake() {
+				break
+			}
+			seq++
+		}
+		if batch {
+			if err := p.from.Flush(); err != nil {
+				return err
+			}
+		} else if err := p.from.Send(buf); err != nil {
 			return err
 		}
 	}

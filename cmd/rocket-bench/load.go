@@ -295,6 +295,16 @@ func (w window) take(ctx context.Context) bool {
 	}
 }
 
+// tryTake takes a token if one is free at once.
+func (w window) tryTake() bool {
+	select {
+	case <-w:
+		return true
+	default:
+		return false
+	}
+}
+
 // give returns a token (never blocks: extra tokens are dropped).
 func (w window) give() {
 	select {
