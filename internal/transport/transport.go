@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,7 @@ type Acceptor struct {
 	flushq   flushQueue
 	bufs     sync.Pool // *[]byte output buffers
 	flushers sync.WaitGroup
+	writers  sync.WaitGroup // goroutines writing to blocking-mode connections
 
 	startedAt time.Time
 	started   atomic.Bool
@@ -239,7 +241,9 @@ func New(cfg Config) *Acceptor {
 		c.wclosed = true
 		c.wmu.Unlock()
 		switch {
-		case errors.Is(err, nbio.ErrReadTimeout):
+		case errors.Is(err, nbio.ErrReadTimeout),
+			// nbio's blocking mode (TLS) reports the read deadline so.
+			errors.Is(err, os.ErrDeadlineExceeded):
 			err = ErrIdleTimeout
 		case errors.Is(err, nbio.ErrOverflow):
 			err = ErrSlow
@@ -306,6 +310,7 @@ func (a *Acceptor) Stop() {
 	a.engine.Stop()
 	a.flushq.stop()
 	a.flushers.Wait()
+	a.writers.Wait()
 	// Wake callbacks that might still wait for a session.
 	a.bindMu.Lock()
 	a.bind.Broadcast()
@@ -403,12 +408,6 @@ type Conn struct {
 // returns ErrSlow when the peer's pending output is over the limit, and
 // ErrClosed once the connection is closing or closed.
 func (c *Conn) WriteText(data []byte) error {
-	if c.nbc == nil {
-		if c.closing.Load() {
-			return ErrClosed
-		}
-		return c.write(websocket.TextMessage, data)
-	}
 	c.wmu.Lock()
 	if c.wclosed {
 		c.wmu.Unlock()
@@ -442,8 +441,14 @@ func (c *Conn) WriteText(data []byte) error {
 		schedule = true
 	}
 	c.wmu.Unlock()
-	if schedule {
+	switch {
+	case !schedule:
+	case c.nbc != nil:
 		c.a.schedule(c)
+	default:
+		// A blocking write (TLS) must not hold up a flusher: the
+		// connection gets a writer goroutine while it has output.
+		c.a.writers.Go(c.flush)
 	}
 	return nil
 }
@@ -532,20 +537,43 @@ func (c *Conn) flush() {
 	if buf == nil {
 		return
 	}
-	if len(*buf) > 0 {
+	switch {
+	case len(*buf) == 0:
+	case c.nbc != nil:
 		// nbio copies what the kernel does not take at once; on overflow
 		// it closes the connection, and OnClose reports ErrSlow.
 		_, _ = c.nbc.Write(*buf)
+	default:
+		c.writeBlocking(*buf)
 	}
 	c.a.putBuf(buf)
+}
+
+// writeBlocking writes to a connection nbio serves in blocking mode (TLS),
+// bounded in time: a peer that takes nothing for the idle timeout is
+// closed as slow.
+func (c *Conn) writeBlocking(b []byte) {
+	nc := c.ws.UnderlayerConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(c.a.blockingWriteTimeout()))
+	if _, err := nc.Write(b); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = ErrSlow
+		}
+		c.Abort(err)
+	}
+}
+
+// blockingWriteTimeout bounds one write to a blocking-mode connection.
+func (a *Acceptor) blockingWriteTimeout() time.Duration {
+	if a.cfg.IdleTimeout > 0 {
+		return a.cfg.IdleTimeout
+	}
+	return 30 * time.Second
 }
 
 // shut stops taking output and writes out what was taken, ahead of a close
 // frame.
 func (c *Conn) shut() {
-	if c.nbc == nil {
-		return
-	}
 	c.wmu.Lock()
 	c.wclosed = true
 	c.wmu.Unlock()
@@ -581,13 +609,26 @@ func (c *Conn) Close(code int, reason string) {
 	if len(reason) > 120 {
 		reason = reason[:120]
 	}
-	c.shut()
-	if err := c.ws.WriteClose(code, reason); err != nil {
-		_ = c.ws.Close()
+	// No more output from now on; what was taken goes before the close
+	// frame.
+	c.wmu.Lock()
+	c.wclosed = true
+	c.wmu.Unlock()
+	closeFrame := func() {
+		c.shut()
+		if err := c.ws.WriteClose(code, reason); err != nil {
+			_ = c.ws.Close()
+			return
+		}
+		t := time.AfterFunc(c.a.cfg.CloseTimeout, func() { _ = c.ws.Close() })
+		c.closeTimer.Store(&t)
+	}
+	if c.nbc == nil {
+		// Writing out the output may block (TLS): not on the caller.
+		c.a.writers.Go(closeFrame)
 		return
 	}
-	t := time.AfterFunc(c.a.cfg.CloseTimeout, func() { _ = c.ws.Close() })
-	c.closeTimer.Store(&t)
+	closeFrame()
 }
 
 // Abort closes the socket at once, without a closing handshake (for peers

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -54,6 +55,12 @@ func (h *handler) OnClose(err error) { h.closed <- err }
 // serve starts an acceptor behind an httptest server and returns the
 // WebSocket URL and the handler of the next connection.
 func serve(t *testing.T, cfg Config) (string, *handler) {
+	return serveWith(t, cfg, false)
+}
+
+// serveWith is serve, over TLS when secure (nbio then serves the
+// connection in blocking mode).
+func serveWith(t *testing.T, cfg Config, secure bool) (string, *handler) {
 	t.Helper()
 	if cfg.CloseTimeout == 0 {
 		cfg.CloseTimeout = time.Second
@@ -63,7 +70,7 @@ func serve(t *testing.T, cfg Config) (string, *handler) {
 		t.Fatal(err)
 	}
 	h := &handler{conn: make(chan *Conn, 1), unblock: make(chan struct{}), ready: make(chan struct{}), closed: make(chan error, 1)}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := a.Upgrade(w, r, h)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)
@@ -73,6 +80,11 @@ func serve(t *testing.T, cfg Config) (string, *handler) {
 		close(h.ready)
 		h.conn <- c
 	}))
+	if secure {
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
 	t.Cleanup(func() {
 		ts.Close()
 		a.Stop()
@@ -80,9 +92,16 @@ func serve(t *testing.T, cfg Config) (string, *handler) {
 	return "ws" + strings.TrimPrefix(ts.URL, "http"), h
 }
 
+// both runs f over plain TCP and over TLS.
+func both(t *testing.T, f func(t *testing.T, secure bool)) {
+	t.Run("tcp", func(t *testing.T) { f(t, false) })
+	t.Run("tls", func(t *testing.T) { f(t, true) })
+}
+
 func dial(t *testing.T, url string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	nc, br, _, err := ws.Dial(context.Background(), url)
+	d := ws.Dialer{TLSConfig: &tls.Config{InsecureSkipVerify: true}} // the test server's own certificate
+	nc, br, _, err := d.Dial(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +153,10 @@ func read(t *testing.T, nc net.Conn, br *bufio.Reader, timeout time.Duration) (s
 	}
 }
 
-func TestRepliesToOneReadInOrder(t *testing.T) {
-	url, _ := serve(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20})
+func TestRepliesToOneReadInOrder(t *testing.T) { both(t, testRepliesToOneReadInOrder) }
+
+func testRepliesToOneReadInOrder(t *testing.T, secure bool) {
+	url, _ := serveWith(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20}, secure)
 	nc, br := dial(t, url)
 	var msgs []string
 	for i := range 200 {
@@ -150,7 +171,11 @@ func TestRepliesToOneReadInOrder(t *testing.T) {
 }
 
 func TestWritesFromManyGoroutinesAllArrive(t *testing.T) {
-	url, _ := serve(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20})
+	both(t, testWritesFromManyGoroutinesAllArrive)
+}
+
+func testWritesFromManyGoroutinesAllArrive(t *testing.T, secure bool) {
+	url, _ := serveWith(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20}, secure)
 	nc, br := dial(t, url)
 	const n = 500
 	send(t, nc, "push "+strconv.Itoa(n))
@@ -179,8 +204,10 @@ func TestBlockedHandlerDoesNotHoldBackEarlierReplies(t *testing.T) {
 	}
 }
 
-func TestOutputPrecedesCloseFrame(t *testing.T) {
-	url, h := serve(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20})
+func TestOutputPrecedesCloseFrame(t *testing.T) { both(t, testOutputPrecedesCloseFrame) }
+
+func testOutputPrecedesCloseFrame(t *testing.T, secure bool) {
+	url, h := serveWith(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 1 << 20}, secure)
 	nc, br := dial(t, url)
 	c := <-h.conn
 	for i := range 100 {
@@ -203,8 +230,10 @@ func TestOutputPrecedesCloseFrame(t *testing.T) {
 	}
 }
 
-func TestSlowPeerOverflows(t *testing.T) {
-	url, h := serve(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 64 << 10})
+func TestSlowPeerOverflows(t *testing.T) { both(t, testSlowPeerOverflows) }
+
+func testSlowPeerOverflows(t *testing.T, secure bool) {
+	url, h := serveWith(t, Config{MaxMessageBytes: 1 << 16, MaxPendingBytes: 64 << 10}, secure)
 	_, _ = dial(t, url) // never reads
 	c := <-h.conn
 	payload := []byte(strings.Repeat("y", 4096))
