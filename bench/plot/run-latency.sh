@@ -24,7 +24,7 @@ run() {
 	wait "$pid" || true
 }
 
-for rate in 10000 20000 30000 40000 50000 60000; do
+for rate in 10000 20000 30000 40000 50000 60000 80000 100000; do
 	run echo -conns 100 -duration 8s -rate "$rate"
 done
 run echo -conns 100 -duration 8s -rate 0
