@@ -3,20 +3,23 @@ package rocket_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/rocket-go/rocket"
 	"github.com/rocket-go/rocket/broker/redis"
+	"github.com/rocket-go/rocket/internal/demo"
 	"github.com/rocket-go/rocket/internal/redistest"
+	"github.com/rocket-go/rocket/rockettest"
 )
 
 // startRedisNode starts a server of the cluster on rs whose keys start
-// with prefix.
+// with prefix, behind the hand-rolled test client of helpers_test.go
+// (dial); startRedisApp is the same with rockettest.
 func startRedisNode(t *testing.T, rs *redistest.Server, prefix string, cfg rocket.Config) *node {
 	t.Helper()
 	b, err := redis.New(context.Background(), redis.Config{
@@ -45,42 +48,57 @@ func clusterPrefix(t *testing.T) string {
 	return "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":"
 }
 
+// startRedisApp starts a node of the cluster on rs whose keys start with
+// prefix, with the demo app and no command rate limit.
+func startRedisApp(t *testing.T, rs *redistest.Server, prefix string) *rockettest.App {
+	t.Helper()
+	// The broker's cleanup is registered first, so it runs after the
+	// node's shutdown.
+	return startDemoApp(t, rocket.Config{Broker: redisBroker(t, rs, prefix, 100*time.Millisecond), CommandRate: -1})
+}
+
+// callOK calls action on c and fails the test on an error.
+func callOK(t *testing.T, c *rockettest.Client, action string, args, result any) {
+	t.Helper()
+	if err := c.Call(action, args, result); err != nil {
+		t.Fatalf("client %s: %s: %v", c.ID, action, err)
+	}
+}
+
 func TestClusterChatAndWhisper(t *testing.T) {
 	rs := redistest.Start(t)
 	prefix := clusterPrefix(t)
-	var nodes []*node
+	var nodes []*rockettest.App
 	for range 3 {
-		nodes = append(nodes, startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1}))
+		nodes = append(nodes, startRedisApp(t, rs, prefix))
 	}
 	ids := map[string]bool{}
-	var clients []*client
+	var clients []*rockettest.Client
 	for i, n := range nodes {
-		if ids[n.srv.ID()] {
-			t.Fatalf("server id %s used twice", n.srv.ID())
+		if ids[n.Server.ID()] {
+			t.Fatalf("server id %s used twice", n.Server.ID())
 		}
-		ids[n.srv.ID()] = true
-		c := dial(t, n.url, "")
-		if c.welcome.Server != n.srv.ID() {
-			t.Fatalf("welcome %+v from node %s", c.welcome, n.srv.ID())
+		ids[n.Server.ID()] = true
+		c := n.Connect(t)
+		if c.ServerID != n.Server.ID() {
+			t.Fatalf("client %s welcomed by server %s on node %s", c.ID, c.ServerID, n.Server.ID())
 		}
-		c.call("Chat.join", map[string]string{"room": "lobby", "name": fmt.Sprint("member", i)}, nil)
+		callOK(t, c, "Chat.join", map[string]string{"room": "lobby", "name": fmt.Sprint("member", i)}, nil)
 		clients = append(clients, c)
 	}
 	// Every member, on every node, gets every message, in order, once.
 	const says = 50
 	for i := range says {
-		clients[i%3].say("lobby", fmt.Sprint(i))
+		clients[i%3].Send("Chat.say", map[string]string{"room": "lobby", "text": fmt.Sprint(i)})
 	}
 	for ci, c := range clients {
 		got := map[string]int{}
 		var order []string
 		for range says {
-			f := c.next()
-			if f.Message == nil {
-				t.Fatalf("client %d got %+v, want a chat message", ci, f)
-			}
-			got[f.Message.Text]++
-			order = append(order, f.Message.From+":"+f.Message.Text)
+			var m demo.Message
+			c.ExpectInto("Chat.message", &m)
+			got[m.Text]++
+			order = append(order, m.From+":"+m.Text)
 		}
 		for i := range says {
 			if got[fmt.Sprint(i)] != 1 {
@@ -92,54 +110,53 @@ func TestClusterChatAndWhisper(t *testing.T) {
 	const whispers = 300
 	a, c := clients[0], clients[2]
 	for i := range whispers {
-		a.send(map[string]any{"Chat.whisper": map[string]string{"to": c.welcome.Client, "text": fmt.Sprint(i)}})
+		a.Send("Chat.whisper", map[string]string{"to": c.ID, "text": fmt.Sprint(i)})
 	}
 	for i := range whispers {
-		f := c.next()
-		if f.Whisper == nil || f.Whisper.Text != fmt.Sprint(i) || f.Whisper.From != a.welcome.Client {
-			t.Fatalf("whisper %d: got %+v", i, f)
+		var w demo.Whisper
+		c.ExpectInto("Chat.whisper", &w)
+		if w.Text != fmt.Sprint(i) || w.From != a.ID {
+			t.Fatalf("whisper %d: got %+v", i, w)
 		}
 	}
 	// Server.Send from a node reaches a client on another node.
-	if err := nodes[1].srv.Send(context.Background(), c.welcome.Client, rocket.Push{Name: "Note.x", Value: 1}); err != nil {
+	if err := nodes[1].Server.Send(context.Background(), c.ID, rocket.Push{Name: "Note.x", Value: 1}); err != nil {
 		t.Fatalf("Send across nodes: %v", err)
 	}
-	if data := c.read(); string(data) != `{"Note.x":1}` {
-		t.Fatalf("got %s", data)
+	if name, value := c.Next(); name != "Note.x" || string(value) != "1" {
+		t.Fatalf("got %s %s", name, value)
 	}
 }
 
 func TestClusterResumeOnAnotherNode(t *testing.T) {
 	rs := redistest.Start(t)
 	prefix := clusterPrefix(t)
-	n1 := startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1})
-	n2 := startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1})
-	n3 := startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1})
-	ann := dial(t, n1.url, "")
-	bob := dial(t, n2.url, "")
-	bob.ws.Close(websocket.StatusNormalClosure, "")
-	eventually(t, func() error {
-		if n2.srv.Client(bob.welcome.Client) != nil {
-			return notYet("bob still on node 2")
-		}
-		return nil
-	})
+	n1 := startRedisApp(t, rs, prefix)
+	n2 := startRedisApp(t, rs, prefix)
+	n3 := startRedisApp(t, rs, prefix)
+	ann := n1.Connect(t)
+	bob := n2.Connect(t)
+	bob.Close() // returns once node 2 has let bob go
 	const count = 100
 	for i := range count {
-		ann.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": fmt.Sprint(i)}, nil)
+		callOK(t, ann, "Chat.whisper", map[string]string{"to": bob.ID, "text": fmt.Sprint(i)}, nil)
 	}
-	bob2 := dial(t, n3.url, bob.welcome.Session)
-	if !bob2.welcome.Resumed || bob2.welcome.Client != bob.welcome.Client || bob2.welcome.Server != n3.srv.ID() {
-		t.Fatalf("welcome %+v", bob2.welcome)
+	bob2 := n3.Resume(t, bob.Session)
+	if !bob2.Resumed || bob2.ID != bob.ID || bob2.ServerID != n3.Server.ID() {
+		t.Fatalf("welcome: client %s by server %s, resumed %v", bob2.ID, bob2.ServerID, bob2.Resumed)
 	}
 	for i := range count {
-		if f := bob2.next(); f.Whisper == nil || f.Whisper.Text != fmt.Sprint(i) {
-			t.Fatalf("mail %d: got %+v", i, f)
+		var w demo.Whisper
+		bob2.ExpectInto("Chat.whisper", &w)
+		if w.Text != fmt.Sprint(i) {
+			t.Fatalf("mail %d: got %+v", i, w)
 		}
 	}
-	ann.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": "live"}, nil)
-	if f := bob2.next(); f.Whisper == nil || f.Whisper.Text != "live" {
-		t.Fatalf("got %+v", f)
+	callOK(t, ann, "Chat.whisper", map[string]string{"to": bob.ID, "text": "live"}, nil)
+	var w demo.Whisper
+	bob2.ExpectInto("Chat.whisper", &w)
+	if w.Text != "live" {
+		t.Fatalf("got %+v", w)
 	}
 }
 
@@ -150,29 +167,34 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 func TestClusterRedisRestart(t *testing.T) {
 	rs := redistest.Start(t)
 	prefix := clusterPrefix(t)
-	n1 := startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1})
-	n2 := startRedisNode(t, rs, prefix, rocket.Config{CommandRate: -1})
-	ann := dial(t, n1.url, "")
-	bob := dial(t, n2.url, "")
-	ann.call("Chat.join", map[string]string{"room": "local", "name": "ann"}, nil)
+	n1 := startRedisApp(t, rs, prefix)
+	n2 := startRedisApp(t, rs, prefix)
+	ann := n1.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dctx, dcancel := context.WithTimeout(ctx, wait)
+	bob, err := n2.Dial(dctx) // a Conn, to read from another goroutine; n2 closes it
+	dcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	callOK(t, ann, "Chat.join", map[string]string{"room": "local", "name": "ann"}, nil)
 
 	// bob counts what he receives in the background.
 	var mu sync.Mutex
 	received := map[string]int{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		for {
-			_, data, err := bob.ws.Read(ctx)
+			name, value, err := bob.Next(ctx)
 			if err != nil {
 				return
 			}
-			var f frame
-			if json.Unmarshal(data, &f) == nil && f.Whisper != nil {
+			var w demo.Whisper
+			if name == "Chat.whisper" && json.Unmarshal(value, &w) == nil {
 				mu.Lock()
-				received[f.Whisper.Text]++
+				received[w.Text]++
 				mu.Unlock()
 			}
 		}
@@ -184,14 +206,15 @@ func TestClusterRedisRestart(t *testing.T) {
 	whisper := func() {
 		seq++
 		text := fmt.Sprint(seq)
-		f := ann.request("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": text})
+		err := ann.Call("Chat.whisper", map[string]string{"to": bob.ID, "text": text}, nil)
+		var re *rocket.Error
 		switch {
-		case f.Error == nil:
+		case err == nil:
 			accepted[text] = true
-		case f.Error.Code == rocket.CodeInternal:
+		case errors.As(err, &re) && re.Code == rocket.CodeInternal:
 			refused++
 		default:
-			t.Fatalf("whisper %s: %+v", text, f.Error)
+			t.Fatalf("whisper %s: %v", text, err)
 		}
 	}
 	for range 50 {
@@ -204,14 +227,20 @@ func TestClusterRedisRestart(t *testing.T) {
 		whisper()
 	}
 	var echoed string
-	ann.call("Echo.echo", "still here", &echoed)
-	ann.send(map[string]any{"Chat.say": map[string]string{"room": "local", "text": "local room"}})
-	if f := ann.next(); f.Message == nil || f.Message.Text != "local room" {
-		t.Fatalf("local room with Redis down: %+v", f)
+	callOK(t, ann, "Echo.echo", "still here", &echoed)
+	ann.Send("Chat.say", map[string]string{"room": "local", "text": "local room"})
+	var m demo.Message
+	ann.ExpectInto("Chat.message", &m)
+	if m.Text != "local room" {
+		t.Fatalf("local room with Redis down: %+v", m)
 	}
-	ann.expectError(rocket.CodeInternal) // the other nodes could not be told
+	// The other nodes could not be told: a frame-level error.
+	var e struct{ Code string }
+	if name, value := ann.Next(); name != "error" || json.Unmarshal(value, &e) != nil || e.Code != rocket.CodeInternal {
+		t.Fatalf("got %s %s, want error %q", name, value, rocket.CodeInternal)
+	}
 	rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
-	if err := n1.srv.Ready(rctx); err == nil {
+	if err := n1.Server.Ready(rctx); err == nil {
 		t.Fatal("node ready with Redis down")
 	}
 	rcancel()
@@ -223,7 +252,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	eventually(t, func() error {
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
 		defer rcancel()
-		return n1.srv.Ready(rctx)
+		return n1.Server.Ready(rctx)
 	})
 	// Once the nodes have recovered, whispers go through again.
 	eventually(t, func() error {

@@ -1,16 +1,21 @@
 package rockettest_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/broker/memory"
 	"github.com/rocket-go/rocket/internal/demo"
+	"github.com/rocket-go/rocket/internal/redistest"
 	"github.com/rocket-go/rocket/rockettest"
 	"go.uber.org/goleak"
 )
@@ -248,5 +253,206 @@ func TestExample(t *testing.T) {
 	c.ExpectInto("Greet.done", &who)
 	if who != "ann" {
 		t.Fatalf("pushed %q", who)
+	}
+}
+
+// TestConnFromGoroutines: a Conn is safe for concurrent use, each Call
+// gets its own reply, and pushes are kept for Next.
+func TestConnFromGoroutines(t *testing.T) {
+	app := startApp(t)
+	ctx, cancel := context.WithTimeout(t.Context(), rockettest.DefaultTimeout)
+	defer cancel()
+	c, err := app.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var sum int
+			if err := c.Call(ctx, "Test.add", map[string]int{"A": i, "B": 100}, &sum); err != nil {
+				errs <- err
+			} else if sum != i+100 {
+				errs <- fmt.Errorf("Test.add %d+100 = %d", i, sum)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := c.Call(ctx, "Test.pushes", map[string]int{"N": 2}, nil); err != nil {
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := 1; i <= 2; i++ {
+		var v int
+		if err := c.Expect(ctx, "Test.tick", &v); err != nil || v != i {
+			t.Fatalf("Expect = %d, %v; want tick %d", v, err, i)
+		}
+	}
+	// Send, then a mismatch: the error says what came instead.
+	if err := c.Send(ctx, "Test.pushes", map[string]int{"N": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expect(ctx, "Test.other", nil); err == nil || !strings.Contains(err.Error(), `{"Test.tick":1}`) {
+		t.Fatalf("Expect mismatch = %v", err)
+	}
+	// A context that ends is the cause of the error.
+	short, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer stop()
+	if _, _, err := c.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next = %v, want a deadline error", err)
+	}
+}
+
+// TestDialOptions: Dial by URL reaches any server; Header reaches the
+// connect hook; Session resumes; a refused upgrade is an error.
+func TestDialOptions(t *testing.T) {
+	app := rockettest.Start(t, rocket.Config{}, func(srv *rocket.Server) {
+		srv.OnConnect(func(e *rocket.ConnectEvent) (rocket.ConnectReply, error) {
+			user := e.Request.Header.Get("X-User")
+			if user == "" {
+				return rocket.ConnectReply{}, rocket.Errorf(rocket.CodeUnauthorized, "who are you?")
+			}
+			return rocket.ConnectReply{UserID: user}, nil
+		})
+		srv.HandleFunc("Who.am", func(c *rocket.Context) (any, error) { return c.Client().UserID(), nil })
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), rockettest.DefaultTimeout)
+	defer cancel()
+	if _, err := rockettest.Dial(ctx, app.URL); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("Dial without the header = %v, want a 401", err)
+	}
+	ann := http.Header{"X-User": {"ann"}}
+	c, err := rockettest.Dial(ctx, app.URL, rockettest.Header(ann))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who string
+	if err := c.Call(ctx, "Who.am", nil, &who); err != nil || who != "ann" {
+		t.Fatalf("Who.am = %q, %v", who, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil { // harmless
+		t.Fatal(err)
+	}
+	// The connection has ended: an error, not a wait.
+	if _, _, err := c.Next(ctx); err == nil || !strings.Contains(err.Error(), "connection ended") {
+		t.Fatalf("Next after Close = %v", err)
+	}
+	// A Conn from the package-level Dial does not wait for the server on
+	// Close, so the session may not be free at once: resume through the
+	// app, after waiting for it as the app's Close does.
+	for app.Server.Client(c.ID) != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the server kept the client")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	back, err := app.Dial(ctx, rockettest.Session(c.Session), rockettest.Header(ann))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Resumed || back.ID != c.ID {
+		t.Fatalf("resume: %+v", back)
+	}
+	if _, err := rockettest.Dial(ctx, "ws://[::1"); err == nil {
+		t.Fatal("Dial with a bad URL succeeded")
+	}
+	// back is closed by the app's Close.
+}
+
+// TestNewAndClose: New's errors, and Close closing what is left open.
+func TestNewAndClose(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	if _, err := rockettest.New(rocket.Config{Logger: quiet, MaxFrameBytes: -1}, nil); err == nil {
+		t.Fatal("New with a bad config succeeded")
+	}
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	if _, err := rockettest.New(rocket.Config{Logger: quiet, Broker: b}, nil, rockettest.Redis("redis://127.0.0.1:1/0", "")); err == nil || !strings.Contains(err.Error(), "both") {
+		t.Fatalf("New with Broker and Redis = %v", err)
+	}
+	if _, err := rockettest.New(rocket.Config{Logger: quiet}, nil, rockettest.Redis("redis://127.0.0.1:1/0", "")); err == nil {
+		t.Fatal("New with an unreachable Redis succeeded")
+	}
+
+	app, err := rockettest.New(rocket.Config{Logger: quiet}, demo.Register)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), rockettest.DefaultTimeout)
+	defer cancel()
+	c, err := app.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(ctx, "Echo.echo", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Close(); err != nil { // harmless
+		t.Fatal(err)
+	}
+	if err := c.Call(ctx, "Echo.echo", 1, nil); err == nil {
+		t.Fatal("Call after the app's Close succeeded")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Dial(ctx); err == nil {
+		t.Fatal("Dial after the app's Close succeeded")
+	}
+}
+
+// TestRedis: two apps on a redis-server of the test's own form a cluster
+// (two memory brokers could not): a whisper crosses from one to the
+// other, and a session resumes on the other node with its mail.
+func TestRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	prefix := "rockettest:" + t.Name() + ":"
+	n1 := rockettest.Start(t, rocket.Config{}, demo.Register, rockettest.Redis(rs.URL, prefix))
+	n2 := rockettest.Start(t, rocket.Config{}, demo.Register, rockettest.Redis(rs.URL, prefix))
+	if n1.Server.ID() == n2.Server.ID() {
+		t.Fatalf("both nodes are %s", n1.Server.ID())
+	}
+	ann, bob := n1.Connect(t), n2.Connect(t)
+	if err := ann.Call("Chat.join", map[string]string{"room": "lobby", "name": "ann"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ann.Call("Chat.whisper", map[string]string{"to": bob.ID, "text": "live"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var w demo.Whisper
+	bob.ExpectInto("Chat.whisper", &w)
+	if w.From != ann.ID || w.Text != "live" {
+		t.Fatalf("whisper %+v", w)
+	}
+	bob.Close()
+	if err := ann.Call("Chat.whisper", map[string]string{"to": bob.ID, "text": "kept"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	back := n1.Resume(t, bob.Session)
+	if !back.Resumed || back.ID != bob.ID || back.ServerID != n1.Server.ID() {
+		t.Fatalf("resume on node 1: %+v", back)
+	}
+	back.ExpectInto("Chat.whisper", &w)
+	if w.Text != "kept" {
+		t.Fatalf("mail %+v", w)
 	}
 }
