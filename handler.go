@@ -116,6 +116,10 @@ func encode(msg any) ([]byte, error) {
 		return m, nil
 	case []byte:
 		return m, nil
+	case Push:
+		// Directly: json.Marshal would validate and compact what
+		// MarshalJSON returns, a second pass over the whole message.
+		return m.MarshalJSON()
 	default:
 		b, err := json.Marshal(msg)
 		if err != nil {
