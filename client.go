@@ -37,6 +37,10 @@ type Client struct {
 	closing atomic.Bool
 	// registered is set by setup once the directory knows the client.
 	registered atomic.Bool
+	// kicked is set when DisconnectUser closes the client (users.go): the
+	// directory has forgotten it, so what reaches it while it closes is
+	// dropped, not mailed.
+	kicked atomic.Bool
 
 	mu        sync.Mutex
 	pending   [][]byte
@@ -62,7 +66,8 @@ func newClient(s *Server, userID string) *Client {
 // ID returns the client's cluster-unique id.
 func (cl *Client) ID() string { return cl.id }
 
-// UserID returns the user id the connect hook gave the client, if any.
+// UserID returns the user id the connect hook gave the client, if any
+// (see UserClient for what the cluster does with it).
 func (cl *Client) UserID() string { return cl.userID }
 
 // Meta returns the metadata the connect hook gave the client, if any.
@@ -295,6 +300,9 @@ func (cl *Client) doFinish(reason string) {
 	cl.leftovers = nil
 	cl.mu.Unlock()
 	s.removeLocal(cl)
+	if cl.kicked.Load() {
+		leftovers = nil // its session is forgotten: no mailbox to keep them
+	}
 	for _, data := range leftovers {
 		if err := s.broker.Send(ctx, cl.id, data); err != nil {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})

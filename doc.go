@@ -8,7 +8,10 @@
 // a while: what is sent to it meanwhile is kept in its mailbox and handed
 // over, in order, when it resumes its session, on any node. Presence
 // (Client.JoinWithPresence, Server.Presence) tells who is in a room across
-// the cluster, and the room's members when someone comes or goes.
+// the cluster, and the room's members when someone comes or goes. Users
+// (the connect hook's ConnectReply.UserID) may hold several clients on
+// several nodes: Server.UserClients lists them, Server.SendUser reaches
+// them all and Server.DisconnectUser ends them all (see UserClient).
 //
 // A Server is an http.Handler that accepts WebSocket connections:
 //

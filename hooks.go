@@ -13,7 +13,9 @@ type ConnectEvent struct {
 // ConnectReply is what the connect hook returns for an accepted connection.
 type ConnectReply struct {
 	// UserID identifies the user behind the connection, if the application
-	// knows it; actions read it with Client.UserID.
+	// knows it; actions read it with Client.UserID. The cluster indexes
+	// clients by user (Server.UserClients, SendUser, DisconnectUser), and a
+	// session resumes only on a connection of the same user.
 	UserID string
 	// Meta is what else the application knows of the connection's user
 	// (a name, roles, the claims of a token); actions read it with
@@ -29,7 +31,9 @@ type DisconnectEvent struct {
 	// its id puts the message in its mailbox until it resumes.
 	Client *Client
 	// Reason says why, such as "closed by client", "slow client",
-	// "server shutting down" or "idle timeout".
+	// "server shutting down", "idle timeout", or the reason given to
+	// Server.DisconnectUser (the client's session is then forgotten:
+	// Server.Send to its id fails with ErrUnknownClient).
 	Reason string
 }
 

@@ -192,3 +192,24 @@ func (b instrumented) Presence(ctx context.Context, room string) ([]broker.Membe
 	b.observe("presence", start, err)
 	return members, err
 }
+
+func (b instrumented) UserClients(ctx context.Context, userID string) ([]broker.Client, error) {
+	start := time.Now()
+	clients, err := b.Broker.UserClients(ctx, userID)
+	b.observe("user_clients", start, err)
+	return clients, err
+}
+
+func (b instrumented) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
+	start := time.Now()
+	clients, err := b.Broker.SendUser(ctx, from, userID, data)
+	b.observe("send_user", start, err)
+	return clients, err
+}
+
+func (b instrumented) ForgetUser(ctx context.Context, userID, reason string) ([]broker.Client, error) {
+	start := time.Now()
+	clients, err := b.Broker.ForgetUser(ctx, userID, reason)
+	b.observe("forget_user", start, err)
+	return clients, err
+}

@@ -261,10 +261,10 @@ func (s *Server) setup(cl *Client, token string) {
 
 	var mail [][]byte
 	resumed := false
-	if id, secret, ok := parseToken(token); ok && s.mayReplace(id, secret) {
+	if id, secret, ok := parseToken(token); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) {
 		cl.id, cl.secret = id, secret
 		s.replaceLocal(cl)
-		m, err := s.broker.Resume(ctx, id, secret, s.id)
+		m, err := s.broker.Resume(ctx, id, sessionKey(secret, cl.userID), s.id)
 		switch {
 		case err == nil:
 			mail, resumed = m, true
@@ -285,7 +285,8 @@ func (s *Server) setup(cl *Client, token string) {
 		}
 		cl.id, cl.secret = id, newSecret()
 		s.replaceLocal(cl)
-		if err := s.broker.Connect(ctx, broker.Client{ID: id, Server: s.id, Session: cl.secret}); err != nil {
+		rec := broker.Client{ID: id, Server: s.id, Session: sessionKey(cl.secret, cl.userID), User: cl.userID}
+		if err := s.broker.Connect(ctx, rec); err != nil {
 			s.removeLocal(cl)
 			s.failSetup(cl, fmt.Errorf("record client %s: %w", id, err))
 			return
@@ -324,15 +325,16 @@ func parseToken(token string) (id, secret string, ok bool) {
 	return token[:i], token[i+1:], true
 }
 
-// mayReplace reports whether a connection presenting secret may take the
-// place of a local client with the same id, if there is one: only with the
-// right secret, so that a wrong token cannot push a connected client off.
-func (s *Server) mayReplace(id, secret string) bool {
+// mayReplace reports whether a connection of userID presenting secret may
+// take the place of a local client with the same id, if there is one: only
+// with the right secret and the same user, so that a wrong token cannot
+// push a connected client off.
+func (s *Server) mayReplace(id, secret, userID string) bool {
 	old := s.Client(id)
 	if old == nil {
 		return true
 	}
-	if subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 {
+	if subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 && old.userID == userID {
 		return true
 	}
 	s.log.Debug("session not resumed: wrong secret for a connected client", "client", id)

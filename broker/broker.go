@@ -29,6 +29,16 @@
 // server that added it, and the broker publishes its leave message when it
 // removes the entry of a server that unregistered or died (see Member).
 //
+// Users (UserClients, SendUser, ForgetUser) group clients: Connect records
+// the user id a client belongs to (Client.User), and the broker indexes
+// the clients of each user, connected or away, until they are forgotten
+// (Forget, ForgetUser, or the end of the mailbox TTL). Nothing of a user
+// belongs to a server: when a server unregisters or dies its clients go
+// away and stay listed, resumable, like any away client. ForgetUser ends
+// every session of a user at once and asks the server holding each
+// connected one to close its connection, through the server's Handler if
+// it implements Kicker (see Kicker).
+//
 // # Contract for servers
 //
 // A server records a client locally before it calls Connect or Resume, and
@@ -85,6 +95,11 @@ type Client struct {
 	// Session is the secret that allows the client to resume. Lookup
 	// returns it empty.
 	Session string
+	// User is the id of the user the client belongs to; empty for none.
+	// Connect records it and it stays with the client (Resume keeps it):
+	// a server that lets another user resume the session must check
+	// that itself. UserClients lists the clients of a user.
+	User string
 }
 
 // Stats are counters a broker keeps since it was created.
@@ -195,6 +210,30 @@ type Broker interface {
 	// particular order and without their LeaveMessage. A room without
 	// entries gives an empty slice and a nil error.
 	Presence(ctx context.Context, room string) ([]Member, error)
+
+	// UserClients returns the clients of userID, connected (Server set)
+	// or away (Server empty), in no particular order and without their
+	// Session. A user without clients gives an empty slice and a nil
+	// error.
+	UserClients(ctx context.Context, userID string) ([]Client, error)
+
+	// SendUser delivers data, as Send does, to every client of userID,
+	// connected or away (into its mailbox), except the clients that the
+	// directory places on server from, which the caller delivers to
+	// itself (as with Publish; an empty from skips no client). It
+	// returns every client of the user, those on from included, with the
+	// Server that holds it (empty: the message went to its mailbox). A
+	// user without clients gives an empty slice and a nil error.
+	SendUser(ctx context.Context, from, userID string, data []byte) ([]Client, error)
+
+	// ForgetUser forgets every client of userID at once, as Forget does
+	// (directory record, session and mail), so that none of them can
+	// resume, and asks the server holding each connected one to close
+	// it: the broker calls that server's Handler's Kick method with the
+	// client id and reason, if the Handler implements Kicker, after the
+	// messages already on their way to the client. It returns the
+	// clients forgotten, with the Server each was on (empty: away).
+	ForgetUser(ctx context.Context, userID, reason string) ([]Client, error)
 
 	// Stats returns the broker's counters.
 	Stats(ctx context.Context) (Stats, error)

@@ -29,7 +29,11 @@ export interface WebSocketLike {
 }
 
 export interface RocketOptions {
-  /** Reconnect and resume after any close except close(). Default true. */
+  /**
+   * Reconnect and resume after any close except close(), a normal closure
+   * (1000) by the server and a user disconnect (4001, which also drops the
+   * session). Default true.
+   */
   reconnect?: boolean;
   /** First backoff cap in ms (full jitter: the delay is random in [0, cap)). Default 250. */
   minDelay?: number;

@@ -28,7 +28,7 @@ const DEFAULTS = {
 
 /**
  * @typedef {object} RocketOptions
- * @property {boolean} [reconnect=true] reconnect (and resume) after any close but close() and a normal closure (1000) by the server
+ * @property {boolean} [reconnect=true] reconnect (and resume) after any close but close(), a normal closure (1000) by the server and a user disconnect (4001)
  * @property {number} [minDelay=250] first backoff cap in ms
  * @property {number} [maxDelay=10000] largest backoff cap in ms
  * @property {number} [requestTimeout=10000] default request timeout in ms (0: none)
@@ -252,11 +252,14 @@ export class Rocket {
     }
     // 1008: the session was taken over by a newer connection (or refused):
     // never present it again, the next connection starts a fresh session.
-    if (code === 1008) this.session = null;
+    // 4001: the application disconnected the user everywhere (signed out):
+    // the server forgot the session.
+    if (code === 1008 || code === 4001) this.session = null;
     this._emit("close", { code, reason });
     if (this._ws || !this._wanted) return; // a listener called connect() or close()
-    // 1000 from the server: the application ended this session on purpose.
-    if (!this.options.reconnect || code === 1000) {
+    // 1000 from the server: the application ended this session on purpose;
+    // 4001: it ended every session of the user (sign in again, then connect()).
+    if (!this.options.reconnect || code === 1000 || code === 4001) {
       this._wanted = false;
       this._setState("closed");
       return;

@@ -296,6 +296,16 @@ test("1008 drops the session: the next connection starts afresh", async () => {
   assert.equal(r.resumed, false);
 });
 
+test("4001 (user disconnected) drops the session and does not reconnect", async () => {
+  const { r, ws } = open({ minDelay: 1, maxDelay: 2 });
+  ws.welcome("c1", { session: "tok" });
+  ws.drop(4001, "signed out everywhere");
+  await sleep(15);
+  assert.equal(r.session, null);
+  assert.equal(r.state, "closed");
+  assert.equal(FakeSocket.all.length, 1);
+});
+
 test("bare pushed values go to * with an empty name", () => {
   const { r, ws } = open();
   ws.welcome();

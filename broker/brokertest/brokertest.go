@@ -82,6 +82,11 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"PresenceUnknownServer", testPresenceUnknownServer},
 		{"PresenceDataCopied", testPresenceDataCopied},
 		{"PresenceUnregister", testPresenceUnregister},
+		{"UserClients", testUserClients},
+		{"UserUnregister", testUserUnregister},
+		{"UserTTL", testUserTTL},
+		{"SendUser", testSendUser},
+		{"ForgetUser", testForgetUser},
 		{"HandlerCallsBack", testHandlerCallsBack},
 		{"ConcurrentMoveNoLoss", testConcurrentMoveNoLoss},
 		{"Closed", testClosed},
@@ -909,6 +914,18 @@ func calls(serverID, clientID, session string) []call {
 		}},
 		{"PresenceRemove", func(ctx context.Context, b broker.Broker) error {
 			_, err := b.PresenceRemove(ctx, "room", clientID, serverID)
+			return err
+		}},
+		{"UserClients", func(ctx context.Context, b broker.Broker) error {
+			_, err := b.UserClients(ctx, "user")
+			return err
+		}},
+		{"SendUser", func(ctx context.Context, b broker.Broker) error {
+			_, err := b.SendUser(ctx, "", "user", []byte("x"))
+			return err
+		}},
+		{"ForgetUser", func(ctx context.Context, b broker.Broker) error {
+			_, err := b.ForgetUser(ctx, "user", "reason")
 			return err
 		}},
 		{"Resume", func(ctx context.Context, b broker.Broker) error {

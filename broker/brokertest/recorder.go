@@ -9,18 +9,22 @@ import (
 )
 
 // Recorder is a broker.Handler that records, in arrival order, copies of the
-// messages delivered to it, per client and per room, and lets tests wait for
-// them. The zero value is ready to use; a Recorder must not be copied after
-// first use.
+// messages delivered to it, per client and per room, and the kicks it gets
+// (it is a broker.Kicker), and lets tests wait for them. The zero value is
+// ready to use; a Recorder must not be copied after first use.
 type Recorder struct {
 	mu      sync.Mutex
 	direct  map[string][][]byte
 	rooms   map[string][][]byte
+	kicks   map[string][]Kick
 	total   int
 	changed chan struct{} // closed and replaced on every delivery
 }
 
-var _ broker.Handler = (*Recorder)(nil)
+var (
+	_ broker.Handler = (*Recorder)(nil)
+	_ broker.Kicker  = (*Recorder)(nil)
+)
 
 // Deliver records a copy of data for clientID.
 func (r *Recorder) Deliver(clientID string, data []byte) {
@@ -70,7 +74,7 @@ func (r *Recorder) Room(room string) [][]byte {
 }
 
 // Total returns the number of deliveries recorded so far, to clients and
-// rooms.
+// rooms, and of kicks.
 func (r *Recorder) Total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -8,12 +8,12 @@
 // Server and client ids are decimal counters ("1", "2", ...), one sequence
 // for servers and one for clients.
 //
-// Handlers are called synchronously from the goroutine that calls Send or
-// Publish (or UnregisterServer, for the leave messages of its presence
-// entries), never while the broker holds its lock, so a Handler may call back
-// into the broker. A delivery that was already under way when
-// UnregisterServer or Close is called may still reach the Handler after that
-// call returns.
+// Handlers are called synchronously from the goroutine that calls Send,
+// SendUser or Publish (or UnregisterServer, for the leave messages of its
+// presence entries, or ForgetUser, for its kicks), never while the broker
+// holds its lock, so a Handler may call back into the broker. A delivery
+// that was already under way when UnregisterServer or Close is called may
+// still reach the Handler after that call returns.
 //
 // Presence entries live in the Broker; UnregisterServer removes those of the
 // server and delivers their leave messages (a server of one process never
@@ -93,6 +93,7 @@ type Broker struct {
 	rooms      map[string]*room
 	away       list.List // of *client, oldest departure first
 	presence   presenceTable
+	users      map[string]map[string]*client // user id -> its clients (users.go)
 	stats      broker.Stats
 
 	stop      chan struct{} // closed by the first Close
@@ -114,6 +115,7 @@ type server struct {
 type client struct {
 	id      string
 	session string
+	user    string  // empty for none
 	srv     *server // nil when away
 
 	// Valid while away.
@@ -237,6 +239,7 @@ func (b *Broker) remove(c *client) {
 	}
 	c.mail = mailbox{}
 	delete(b.clients, c.id)
+	b.unindexUser(c)
 }
 
 // goAway marks c, held by a server until now, as away from now on.
@@ -358,9 +361,10 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 	if old := b.clients[c.ID]; old != nil {
 		b.remove(old)
 	}
-	rec := &client{id: c.ID, session: c.Session, srv: s}
+	rec := &client{id: c.ID, session: c.Session, user: c.User, srv: s}
 	b.clients[c.ID] = rec
 	s.clients[c.ID] = rec
+	b.indexUser(rec)
 	return nil
 }
 
@@ -435,11 +439,7 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 	if c == nil {
 		return broker.Client{}, unknownClient("lookup", clientID)
 	}
-	rec := broker.Client{ID: c.id}
-	if c.srv != nil {
-		rec.Server = c.srv.id
-	}
-	return rec, nil
+	return c.record(), nil
 }
 
 // Send calls the Deliver method of the handler of the server holding the
@@ -573,6 +573,7 @@ func (b *Broker) Close() error {
 		b.clients = nil
 		b.rooms = nil
 		b.presence = presenceTable{}
+		b.users = nil
 		b.away.Init()
 		b.mu.Unlock()
 		close(b.stop)

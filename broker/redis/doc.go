@@ -68,6 +68,23 @@
 // cleaned up while only cut off from Redis loses its entries (their leave
 // messages are published); reclaim does not restore them.
 //
+// # Users
+//
+// Connect records the client's user id in its hash and adds the client to
+// the user's set; Forget, expiry, ForgetUser and a Connect under another
+// user take it out, and the scripts that read a set drop the ids that are
+// no longer live in passing. UserClients, SendUser and ForgetUser are one
+// script each. SendUser appends the message to the inbox of each client's
+// server (but from's) or to the mailbox of each away client. ForgetUser
+// deletes the clients' hashes and mailboxes and appends a kick
+// (" <client id> <reason>": an entry with an empty client id) to the
+// inbox of each connected client's server, after what was there; its
+// consumer calls the Handler's Kick (broker.Kicker) for it. Nothing of a
+// user belongs to a server: the cleanup of a dead or unregistering server
+// makes its clients away (they stay in their users' sets) and drops the
+// kicks left in its inbox. A reclaimed client that had to be recreated
+// gets its user back.
+//
 // Each Broker also runs a sweeper that forgets away clients whose
 // MailboxTTL has passed, counting their mail in MailExpired; Send, Resume
 // and Lookup treat such a client as unknown even before the sweeper runs.
@@ -104,10 +121,12 @@
 //	P client_ids               string  INCR counter of client ids (decimal)
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
-//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries
+//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries, and
+//	                                   " <client id> <reason>" kicks (see Users)
 //	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
 //	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
-//	                                   secret: the secret itself is never stored), away_until
+//	                                   secret: the secret itself is never stored), user (the
+//	                                   user id, only if not empty), away_until
 //	                                   (unix ms, only while away); while away the key expires
 //	                                   at away_until plus a minute, as a safety net
 //	P mail:<id>                list    mailbox of an away client, oldest first, at most
@@ -120,6 +139,7 @@
 //	P presence:<room>          hash    presence entries of a room: client id -> "<server id>
 //	                                   <joined at, unix ms> <length of data> <data><leave message>"
 //	P server:<id>:presence     set     the server's presence entries: "<client id> <room>"
+//	P user:<user id>:clients   set     ids of the user's clients, connected or away
 //
 // Stats returns the two counters, which are shared by every Broker of the
 // prefix (cluster-wide, since the prefix was first used), not counted per

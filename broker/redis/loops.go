@@ -137,6 +137,10 @@ func (b *Broker) consume(s *server) {
 				b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(e))
 				continue
 			}
+			if id == "" { // a kick from ForgetUser (users.go)
+				b.kick(s, data)
+				continue
+			}
 			s.h.Deliver(id, []byte(data))
 		}
 	}
@@ -209,8 +213,8 @@ func (b *Broker) heartbeat(s *server) {
 func (b *Broker) reclaim(ctx context.Context, s *server) error {
 	b.mu.Lock()
 	execs := make([]rueidis.LuaExec, 0, len(s.clients))
-	for id, hash := range s.clients {
-		execs = append(execs, rueidis.LuaExec{Args: []string{b.cfg.Prefix, id, s.id, hash}})
+	for id, h := range s.clients {
+		execs = append(execs, rueidis.LuaExec{Args: []string{b.cfg.Prefix, id, s.id, h.hash, h.user}})
 	}
 	b.mu.Unlock()
 	var status [4]int

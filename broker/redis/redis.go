@@ -199,8 +199,14 @@ type server struct {
 	running atomic.Int32  // its goroutines still running
 
 	// Guarded by Broker.mu.
-	clients map[string]string // client id -> session hash, kept to reclaim them
+	clients map[string]held // clients held, kept to reclaim them
 	rooms   map[string]struct{}
+}
+
+// held is what a server keeps of a client it holds, to reclaim it.
+type held struct {
+	hash string // of the session secret
+	user string // the client's user id, if any
 }
 
 // room is the set of local servers subscribed to a room.
@@ -456,7 +462,7 @@ func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, 
 		h:       h,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
-		clients: make(map[string]string),
+		clients: make(map[string]held),
 		rooms:   make(map[string]struct{}),
 	}
 	b.mu.Lock()
@@ -579,16 +585,16 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 		return unknownServer(op, c.Server)
 	}
 	hash := sessionHash(c.Session)
-	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash).Error(); err != nil {
+	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash, c.User).Error(); err != nil {
 		return b.fail(op, err)
 	}
 	raise(&b.clientFloor, c.ID)
-	b.hold(s, c.ID, hash)
+	b.hold(s, c.ID, held{hash: hash, user: c.User})
 	return nil
 }
 
 // hold records locally that s holds the client, for reclaim.
-func (b *Broker) hold(s *server, clientID, hash string) {
+func (b *Broker) hold(s *server, clientID string, h held) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, o := range b.servers {
@@ -597,7 +603,7 @@ func (b *Broker) hold(s *server, clientID, hash string) {
 		}
 	}
 	if b.servers[s.id] == s {
-		s.clients[clientID] = hash
+		s.clients[clientID] = h
 	}
 }
 
@@ -629,7 +635,11 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string)
 		return nil, fmt.Errorf("redis: %s: %w", op, broker.ErrBadSession)
 	}
 	raise(&b.clientFloor, clientID)
-	b.hold(s, clientID, hash)
+	user, err := res[3].ToString()
+	if err != nil {
+		return nil, b.fail(op, err)
+	}
+	b.hold(s, clientID, held{hash: hash, user: user})
 	msgs, err := res[2].ToArray()
 	if err != nil {
 		return nil, b.fail(op, err)
@@ -700,7 +710,11 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 	if err != nil {
 		return broker.Client{}, b.fail(op, err)
 	}
-	return broker.Client{ID: clientID, Server: srv}, nil
+	user, err := res[2].ToString()
+	if err != nil {
+		return broker.Client{}, b.fail(op, err)
+	}
+	return broker.Client{ID: clientID, Server: srv, User: user}, nil
 }
 
 // Send appends data to the inbox of the server holding the client, whose

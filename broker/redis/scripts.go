@@ -40,6 +40,7 @@ local function client_key(id) return P .. 'client:' .. id end
 local function mail_key(id) return P .. 'mail:' .. id end
 local function set_key(sid) return P .. 'server:' .. sid .. ':clients' end
 local function inbox_key(sid) return P .. 'inbox:' .. sid end
+local function user_key(uid) return P .. 'user:' .. uid .. ':clients' end
 `
 
 const luaRaiseCounter = `
@@ -57,6 +58,8 @@ const luaExpire = `
 local function expire(id)
   local n = redis.call('LLEN', mail_key(id))
   if n > 0 then redis.call('INCRBY', P .. 'stats:mail_expired', n) end
+  local uid = redis.call('HGET', client_key(id), 'user')
+  if uid and uid ~= '' then redis.call('SREM', user_key(uid), id) end
   redis.call('DEL', client_key(id), mail_key(id))
   redis.call('ZREM', AWAY, id)
 end
@@ -162,31 +165,39 @@ if added == 1 then raise_counter('server_ids', sid) end
 return added
 `
 
-// luaConnect: ARGV prefix, client id, server id, session hash.
+// luaConnect: ARGV prefix, client id, server id, session hash, user id
+// (may be empty).
 const luaConnect = `
-local id, sid = ARGV[2], ARGV[3]
+local id, sid, uid = ARGV[2], ARGV[3], ARGV[5]
 local ck = client_key(id)
-local old = redis.call('HGET', ck, 'server')
+local f = redis.call('HMGET', ck, 'server', 'user')
+local old, ouid = f[1], f[2]
 if old and old ~= '' and old ~= sid then redis.call('SREM', set_key(old), id) end
+if ouid and ouid ~= '' and ouid ~= uid then redis.call('SREM', user_key(ouid), id) end
 redis.call('DEL', ck, mail_key(id))
 redis.call('ZREM', AWAY, id)
 redis.call('HSET', ck, 'server', sid, 'session', ARGV[4])
+if uid ~= '' then
+  redis.call('HSET', ck, 'user', uid)
+  redis.call('SADD', user_key(uid), id)
+end
 redis.call('SADD', set_key(sid), id)
 return 1
 `
 
 // luaResume: ARGV prefix, client id, server id, session hash.
-// Returns {0} unknown, {1} bad session, {2, old server, mail}.
+// Returns {0} unknown, {1} bad session, {2, old server, mail, user id}.
 const luaResume = `
 local id, sid = ARGV[2], ARGV[3]
 local srv = state(id, now_ms())
 if not srv then return {0} end
-if redis.call('HGET', client_key(id), 'session') ~= ARGV[4] then return {1} end
+local f = redis.call('HMGET', client_key(id), 'session', 'user')
+if f[1] ~= ARGV[4] then return {1} end
 take_client(id, srv, sid)
 local mk = mail_key(id)
 local mail = redis.call('LRANGE', mk, 0, -1)
 redis.call('DEL', mk)
-return {2, srv, mail}
+return {2, srv, mail, f[2] or ''}
 `
 
 // luaDisconnect: ARGV prefix, client id, server id, mailbox TTL (ms).
@@ -202,19 +213,22 @@ return 1
 const luaForget = `
 local id = ARGV[2]
 local ck = client_key(id)
-local srv = redis.call('HGET', ck, 'server')
+local f = redis.call('HMGET', ck, 'server', 'user')
+local srv, uid = f[1], f[2]
 if srv and srv ~= '' then redis.call('SREM', set_key(srv), id) end
+if uid and uid ~= '' then redis.call('SREM', user_key(uid), id) end
 redis.call('DEL', ck, mail_key(id))
 redis.call('ZREM', AWAY, id)
 if srv then return 1 end
 return 0
 `
 
-// luaLookup: ARGV prefix, client id. Returns {0} unknown or {1, server}.
+// luaLookup: ARGV prefix, client id. Returns {0} unknown or {1, server,
+// user id}.
 const luaLookup = `
 local srv = state(ARGV[2], now_ms())
 if not srv then return {0} end
-return {1, srv}
+return {1, srv, redis.call('HGET', client_key(ARGV[2]), 'user') or ''}
 `
 
 // luaSend: ARGV prefix, mailbox size, then a client id and a message for
@@ -341,7 +355,8 @@ end
 return {1, away, moved, gone}
 `
 
-// luaReclaim: ARGV prefix, client id, server id, session hash.
+// luaReclaim: ARGV prefix, client id, server id, session hash, user id
+// (may be empty).
 //
 // Run by a server that finds it was reaped while alive, for each client it
 // holds: an away client becomes the server's again and its mail moves to
@@ -350,7 +365,7 @@ return {1, away, moved, gone}
 // Returns {status, messages moved}: status 0 left, 1 recreated, 2 taken
 // back from away, 3 still the server's.
 const luaReclaim = `
-local id, sid, hash = ARGV[2], ARGV[3], ARGV[4]
+local id, sid, hash, uid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 raise_counter('client_ids', id)
 local ck = client_key(id)
 local srv = state(id, now_ms())
@@ -358,6 +373,10 @@ if not srv then
   redis.call('DEL', ck, mail_key(id))
   redis.call('ZREM', AWAY, id)
   redis.call('HSET', ck, 'server', sid, 'session', hash)
+  if uid ~= '' then
+    redis.call('HSET', ck, 'user', uid)
+    redis.call('SADD', user_key(uid), id)
+  end
   redis.call('SADD', set_key(sid), id)
   return {1, 0}
 end
@@ -382,6 +401,7 @@ type scripts struct {
 	connect, resume, disconnect, forget, lookup, send *rueidis.Lua
 	sweep, deadServers, cleanup, reclaim              *rueidis.Lua
 	presenceAdd, presenceRemove                       *rueidis.Lua
+	userClients, sendUser, forgetUser                 *rueidis.Lua
 }
 
 // newScripts returns the scripts and their sources, to be loaded by New.
@@ -410,5 +430,10 @@ func newScripts() (*scripts, []string) {
 	// Presence (presence.go).
 	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
 	s.presenceRemove = mk(luaPresenceRemove, luaPresence)
+	// Users (users.go).
+	userHelpers := []string{luaNow, luaInt, luaKeys, luaExpire, luaState, luaUserClients}
+	s.userClients = mk(luaUserClientsList, userHelpers...)
+	s.sendUser = mk(luaSendUser, append(userHelpers, luaBoundMail)...)
+	s.forgetUser = mk(luaForgetUser, userHelpers...)
 	return s, srcs
 }
