@@ -721,10 +721,11 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 // consumer delivers it, or to the client's mailbox when it is away. A nil
 // error means Redis accepted the message.
 //
-// Concurrent Sends are carried to Redis together: while one batch is under
-// way, those that arrive meanwhile wait and go in the next, as one script
-// call (up to maxSendBatch messages), so that Redis does the work of one
-// call for many messages. A Send alone goes at once.
+// Concurrent Sends are carried to Redis together: while batches are under
+// way (up to sendWorkers at once), those that arrive meanwhile wait and go
+// in the next, as one script call (up to maxSendBatch messages), so that
+// Redis does the work of one call for many messages. A Send alone goes at
+// once.
 func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 	if err := b.enter(ctx, "send"); err != nil {
 		return err

@@ -12,6 +12,9 @@ import (
 // maxSendBatch bounds the messages carried by one script call.
 const maxSendBatch = 256
 
+// sendWorkers is how many batches may be under way at once.
+const sendWorkers = 4
+
 // sendTimeout bounds one batch's script call.
 const sendTimeout = 5 * time.Second
 
@@ -23,10 +26,11 @@ type sendReq struct {
 	done chan error // capacity 1
 }
 
-// sendQueue carries Send's messages to Redis in batches, one batch at a
-// time, in the order the Sends were made: its run goroutine is the only
-// one that sends them, so messages sent one after the other by a goroutine
-// stay in order.
+// sendQueue carries Send's messages to Redis in batches, taken from the
+// queue in the order the Sends were made, by up to sendWorkers goroutines
+// at once. A Send returns only once its batch is done, so the messages one
+// goroutine sends one after the other are never in flight together and stay
+// in order; concurrent Sends have no order between them anyway.
 type sendQueue struct {
 	b    *Broker
 	wake chan struct{} // capacity 1
@@ -45,9 +49,13 @@ func (q *sendQueue) start(b *Broker) {
 	q.wake = make(chan struct{}, 1)
 	q.quit = make(chan struct{})
 	q.done = make(chan struct{})
+	var wg sync.WaitGroup
+	for range sendWorkers {
+		wg.Go(q.run)
+	}
 	go func() {
-		defer close(q.done)
-		q.run()
+		wg.Wait()
+		close(q.done)
 	}()
 }
 
@@ -81,14 +89,24 @@ func (q *sendQueue) send(ctx context.Context, id string, data []byte) error {
 	return err
 }
 
-// run sends the queued messages until the Broker is closed, then fails
-// those still queued.
+// run sends the queued messages until stop, then fails those still
+// queued.
 func (q *sendQueue) run() {
 	batch := make([]*sendReq, 0, maxSendBatch)
 	args := make([]string, 0, 2+2*maxSendBatch)
 	for {
 		select {
 		case <-q.wake:
+			// Another worker may have work too.
+			q.mu.Lock()
+			more := len(q.queue) > maxSendBatch
+			q.mu.Unlock()
+			if more {
+				select {
+				case q.wake <- struct{}{}:
+				default:
+				}
+			}
 		case <-q.quit:
 			q.mu.Lock()
 			q.stopped = true
