@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/rocket-go/rocket/internal/protocol"
 )
@@ -80,15 +81,33 @@ func (c *Context) Bind(v any) error {
 }
 
 func describeJSONError(err error) string {
+	var msg string
 	switch e := err.(type) {
 	case *json.UnmarshalTypeError:
 		if e.Field != "" {
-			return fmt.Sprintf("field %q: cannot use a JSON %s as %s", e.Field, e.Value, e.Type)
+			msg = fmt.Sprintf("field %q: cannot use a JSON %s as %s", e.Field, e.Value, e.Type)
+		} else {
+			msg = fmt.Sprintf("cannot use a JSON %s as %s", e.Value, e.Type)
 		}
-		return fmt.Sprintf("cannot use a JSON %s as %s", e.Value, e.Type)
 	default:
-		return err.Error()
+		msg = err.Error()
 	}
+	return shorten(msg, maxErrorDetail)
+}
+
+// maxErrorDetail bounds the bytes of a decoding error quoted back to the
+// client (a 10,000-digit number would otherwise be echoed whole).
+const maxErrorDetail = 200
+
+// shorten cuts s to at most n bytes on a rune boundary, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Push is a message for a client in the conventional shape
