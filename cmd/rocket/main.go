@@ -127,7 +127,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	str(&o.wsAddr, "ws-addr", "ROCKET_WS_ADDR", ":9185", "address for WebSocket connections")
 	str(&o.httpAddr, "http-addr", "ROCKET_HTTP_ADDR", ":9346", "address for the static files, /rocket.js and WebSockets at /ws")
-	str(&o.redisURL, "redis-url", "ROCKET_REDIS_URL", "", "Redis URL to join a cluster, e.g. redis://127.0.0.1:6379/0; empty runs one node on the in-memory broker")
+	// The URL may hold a password: its variable is read after parsing, not
+	// shown as the flag's default by -h.
+	fset.StringVar(&o.redisURL, "redis-url", "", "Redis URL to join a cluster, e.g. redis://127.0.0.1:6379/0; empty runs one node on the in-memory broker (ROCKET_REDIS_URL)")
 	boolean(&o.pprof, "pprof", "ROCKET_PPROF", false, "serve Go's profiler at /debug/pprof/ on the HTTP port (for benchmarking; do not expose)")
 	dur(&o.heartbeat, "heartbeat-interval", "ROCKET_HEARTBEAT_INTERVAL", time.Second, "with Redis: how often this node proves it is alive; a node silent for 5 intervals is declared dead and its clients' mail kept for them")
 	str(&o.redisPrefix, "redis-prefix", "ROCKET_REDIS_PREFIX", "rocket:", "with Redis: prefix of every key and channel (one cluster per prefix)")
@@ -153,6 +155,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	str(&o.sec.jwtRSAPublicKeyFile, "jwt-rsa-public-key-file", "ROCKET_JWT_RSA_PUBLIC_KEY_FILE", "", "PEM file of the RSA public key (2048 bits or more) checking RS256 JWTs clients must present")
 	str(&o.sec.jwtIssuer, "jwt-issuer", "ROCKET_JWT_ISSUER", "", "with a JWT key: the iss claim tokens must carry")
 	str(&o.sec.jwtAudience, "jwt-audience", "ROCKET_JWT_AUDIENCE", "", "with a JWT key: a value the aud claim of tokens must hold")
+	dur(&o.sec.jwtLeeway, "jwt-leeway", "ROCKET_JWT_LEEWAY", 0, "with a JWT key: clock skew allowed when checking exp, nbf and iat")
 	str(&o.sec.tlsCertFile, "tls-cert-file", "ROCKET_TLS_CERT_FILE", "", "PEM certificate (chain) to serve both ports over TLS (wss://, https://); needs -tls-key-file")
 	str(&o.sec.tlsKeyFile, "tls-key-file", "ROCKET_TLS_KEY_FILE", "", "PEM private key of -tls-cert-file")
 	if err := errors.Join(errs...); err != nil {
@@ -166,6 +169,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	if o.sec.jwtHMACSecret == "" {
 		o.sec.jwtHMACSecret = getenv("ROCKET_JWT_HMAC_SECRET")
+	}
+	if o.redisURL == "" {
+		o.redisURL = getenv("ROCKET_REDIS_URL")
 	}
 	for _, p := range strings.Split(o.allowedOrigins, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -258,8 +264,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return err
 	}
 	wsLn, httpLn = sec.listenTLS(wsLn, httpLn)
-	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof), ReadHeaderTimeout: 10 * time.Second}
+	// net/http's own errors (TLS handshakes, panics) go to the log too.
+	httpLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpLog}
+	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpLog}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- wsServer.Serve(wsLn) }()
 	go func() { serveErr <- httpServer.Serve(httpLn) }()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rocket-go/rocket/jwtauth"
 )
@@ -18,6 +19,7 @@ type securityOptions struct {
 	jwtRSAPublicKeyFile string
 	jwtIssuer           string
 	jwtAudience         string
+	jwtLeeway           time.Duration
 	tlsCertFile         string
 	tlsKeyFile          string
 }
@@ -98,6 +100,7 @@ func loadVerifier(o *securityOptions) (*jwtauth.Verifier, error) {
 	}
 	cfg.Issuer = o.jwtIssuer
 	cfg.Audience = o.jwtAudience
+	cfg.Leeway = o.jwtLeeway
 	v, err := jwtauth.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("JWT settings: %w", err)

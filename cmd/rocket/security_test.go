@@ -263,14 +263,14 @@ func TestBadSecurityConfiguration(t *testing.T) {
 
 func TestHelpDoesNotShowTheSecret(t *testing.T) {
 	var out bytes.Buffer
-	env := map[string]string{"ROCKET_JWT_HMAC_SECRET": testSecret, "ROCKET_JWT_ISSUER": "https://auth.example.com"}
+	env := map[string]string{"ROCKET_JWT_HMAC_SECRET": testSecret, "ROCKET_JWT_ISSUER": "https://auth.example.com", "ROCKET_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}
 	_, err := parseOptions([]string{"-h"}, func(k string) string { return env[k] }, &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseOptions -h: %v", err)
 	}
 	help := out.String()
-	if strings.Contains(help, testSecret) {
-		t.Fatalf("-h shows the secret:\n%s", help)
+	if strings.Contains(help, testSecret) || strings.Contains(help, "hunter2") {
+		t.Fatalf("-h shows a secret:\n%s", help)
 	}
 	for _, name := range []string{"ROCKET_JWT_HMAC_SECRET)", "ROCKET_JWT_HMAC_SECRET_FILE", "ROCKET_JWT_RSA_PUBLIC_KEY_FILE", "ROCKET_JWT_ISSUER", "ROCKET_JWT_AUDIENCE", "ROCKET_TLS_CERT_FILE", "ROCKET_TLS_KEY_FILE", "-tls-cert-file", "-tls-key-file", "https://auth.example.com"} {
 		if !strings.Contains(help, name) {
@@ -283,8 +283,12 @@ func TestHelpDoesNotShowTheSecret(t *testing.T) {
 		t.Fatalf("flag: %v, %q", err, o.sec.jwtHMACSecret)
 	}
 	o, err = parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil || o.sec.jwtHMACSecret != testSecret {
+	if err != nil || o.sec.jwtHMACSecret != testSecret || o.redisURL != env["ROCKET_REDIS_URL"] {
 		t.Fatalf("variable: %v", err)
+	}
+	o, err = parseOptions([]string{"-redis-url", "redis://127.0.0.1:2/0", "-jwt-leeway", "3s"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || o.redisURL != "redis://127.0.0.1:2/0" || o.sec.jwtLeeway != 3*time.Second {
+		t.Fatalf("flags: %v, %q, %v", err, o.redisURL, o.sec.jwtLeeway)
 	}
 }
 
