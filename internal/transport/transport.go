@@ -35,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
@@ -606,9 +607,7 @@ func (c *Conn) Close(code int, reason string) {
 	if c.closing.Swap(true) {
 		return
 	}
-	if len(reason) > 120 {
-		reason = reason[:120]
-	}
+	reason = closeReason(reason)
 	// No more output from now on; what was taken goes before the close
 	// frame.
 	c.wmu.Lock()
@@ -629,6 +628,23 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	closeFrame()
+}
+
+// maxCloseReason is the most bytes of a close reason: a close frame's
+// payload is at most 125 bytes, two of them the code.
+const maxCloseReason = 123
+
+// closeReason cuts reason to fit a close frame, on a rune boundary (the
+// reason must be valid UTF-8).
+func closeReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	n := maxCloseReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
 }
 
 // Abort closes the socket at once, without a closing handshake (for peers

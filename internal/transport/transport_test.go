@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -255,5 +256,17 @@ func testSlowPeerOverflows(t *testing.T, secure bool) {
 		}
 	default:
 		t.Fatalf("400 MB of writes to a peer that never reads ended with %v, want ErrSlow or ErrClosed", err)
+	}
+}
+
+func TestCloseReasonFitsAndStaysUTF8(t *testing.T) {
+	for _, in := range []string{"", "bye", strings.Repeat("a", 200), strings.Repeat("é", 100), "a" + strings.Repeat("€", 60)} {
+		got := closeReason(in)
+		if len(got) > maxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(in, got) {
+			t.Errorf("closeReason(%d bytes) = %d bytes %q", len(in), len(got), got)
+		}
+		if len(in) <= maxCloseReason && got != in {
+			t.Errorf("closeReason(%q) = %q, want it unchanged", in, got)
+		}
 	}
 }
