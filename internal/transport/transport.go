@@ -136,11 +136,18 @@ type flushQueue struct {
 // flushBatch is how many connections a flusher takes from the queue at once.
 const flushBatch = 32
 
-func (f *flushQueue) push(c *Conn) {
+// push queues c for a flusher; it reports false once the queue is
+// stopped.
+func (f *flushQueue) push(c *Conn) bool {
 	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		return false
+	}
 	f.q = append(f.q, c)
 	f.mu.Unlock()
 	f.cond.Signal()
+	return true
 }
 
 // take moves up to len(dst) connections into dst, waiting for one; it
@@ -238,9 +245,7 @@ func New(cfg Config) *Acceptor {
 		if c.closeTimer.Load() != nil {
 			(*c.closeTimer.Load()).Stop()
 		}
-		c.wmu.Lock()
-		c.wclosed = true
-		c.wmu.Unlock()
+		c.stopOutput()
 		switch {
 		case errors.Is(err, nbio.ErrReadTimeout),
 			// nbio's blocking mode (TLS) reports the read deadline so.
@@ -473,14 +478,9 @@ func appendTextFrame(b, data []byte) []byte {
 // schedule queues c for a flusher; once the acceptor is stopped, it
 // flushes c at once.
 func (a *Acceptor) schedule(c *Conn) {
-	a.flushq.mu.Lock()
-	stopped := a.flushq.stopped
-	a.flushq.mu.Unlock()
-	if stopped {
+	if !a.flushq.push(c) {
 		c.flush()
-		return
 	}
-	a.flushq.push(c)
 }
 
 func (a *Acceptor) getBuf() *[]byte {
@@ -575,10 +575,15 @@ func (a *Acceptor) blockingWriteTimeout() time.Duration {
 // shut stops taking output and writes out what was taken, ahead of a close
 // frame.
 func (c *Conn) shut() {
+	c.stopOutput()
+	c.flush()
+}
+
+// stopOutput makes later writes fail with ErrClosed.
+func (c *Conn) stopOutput() {
 	c.wmu.Lock()
 	c.wclosed = true
 	c.wmu.Unlock()
-	c.flush()
 }
 
 // Ping writes a ping frame.
@@ -610,9 +615,7 @@ func (c *Conn) Close(code int, reason string) {
 	reason = closeReason(reason)
 	// No more output from now on; what was taken goes before the close
 	// frame.
-	c.wmu.Lock()
-	c.wclosed = true
-	c.wmu.Unlock()
+	c.stopOutput()
 	closeFrame := func() {
 		c.shut()
 		if err := c.ws.WriteClose(code, reason); err != nil {
@@ -651,9 +654,7 @@ func closeReason(reason string) string {
 // that cannot take more output).
 func (c *Conn) Abort(err error) {
 	c.closing.Store(true)
-	c.wmu.Lock()
-	c.wclosed = true
-	c.wmu.Unlock()
+	c.stopOutput()
 	c.ws.CloseWithError(err)
 }
 
