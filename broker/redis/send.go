@@ -33,36 +33,30 @@ type sendReq struct {
 // in order; concurrent Sends have no order between them anyway.
 type sendQueue struct {
 	b    *Broker
-	wake chan struct{} // capacity 1
-	quit chan struct{} // closed by stop
-	done chan struct{} // closed when run returns
-	reqs sync.Pool     // *sendReq
+	wake chan struct{}  // capacity 1
+	quit chan struct{}  // closed by stop
+	wg   sync.WaitGroup // the workers
+	reqs sync.Pool      // *sendReq
 
 	mu      sync.Mutex
 	queue   []*sendReq
 	stopped bool
 }
 
-// start starts the sender goroutine; stop stops it.
+// start starts the workers; stop stops them.
 func (q *sendQueue) start(b *Broker) {
 	q.b = b
 	q.wake = make(chan struct{}, 1)
 	q.quit = make(chan struct{})
-	q.done = make(chan struct{})
-	var wg sync.WaitGroup
 	for range sendWorkers {
-		wg.Go(q.run)
+		q.wg.Go(q.run)
 	}
-	go func() {
-		wg.Wait()
-		close(q.done)
-	}()
 }
 
-// stop fails the Sends still queued and waits for the sender to return.
+// stop fails the Sends still queued and waits for the workers to return.
 func (q *sendQueue) stop() {
 	close(q.quit)
-	<-q.done
+	q.wg.Wait()
 }
 
 // send queues one message and waits for the outcome of its batch.
