@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // CloseUserDisconnected is the WebSocket close code of the connections
@@ -180,14 +179,7 @@ func closeReason(reason string) string {
 	if reason == "" {
 		return defaultDisconnectReason
 	}
-	if len(reason) <= maxCloseReason {
-		return reason
-	}
-	cut := maxCloseReason
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut]
+	return cutUTF8(reason, maxCloseReason)
 }
 
 // Kick closes a local client that the broker forgot (DisconnectUser on
