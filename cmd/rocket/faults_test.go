@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/broker/redis"
 	"github.com/rocket-go/rocket/internal/redistest"
 )
@@ -76,12 +77,8 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	// Traffic flows to every receiver; then node b dies under it.
 	deadline := time.Now().Add(10 * time.Second)
 	for _, r := range receivers {
-		for r.count() < 20 {
-			if time.Now().After(deadline) || t.Failed() {
-				t.Fatalf("receiver %s got %d whispers before the kill", r.id, r.count())
-			}
-			time.Sleep(5 * time.Millisecond) // polling: the receivers read in the background
-		}
+		pollUntil(t, deadline, func() bool { return r.count() >= 20 },
+			func() string { return fmt.Sprintf("receiver %s got %d whispers before the kill", r.id, r.count()) })
 	}
 	b.kill9(t)
 	killed.Store(true)
@@ -96,32 +93,25 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	}
 	defer obs.Close()
 	for _, r := range receivers {
-		for {
-			c, err := obs.Lookup(context.Background(), r.id)
-			if err == nil && c.Server == "" {
-				break
-			}
-			if time.Now().After(deadline) || t.Failed() {
-				t.Fatalf("receiver %s not marked away after node b died: %+v, %v", r.id, c, err)
-			}
-			time.Sleep(20 * time.Millisecond) // polling: the cleanup has no notification
-		}
+		var c broker.Client
+		var err error
+		pollUntil(t, deadline, func() bool {
+			c, err = obs.Lookup(context.Background(), r.id)
+			return err == nil && c.Server == ""
+		}, func() string {
+			return fmt.Sprintf("receiver %s not marked away after node b died: %+v, %v", r.id, c, err)
+		})
 	}
 	mu.Lock()
 	n := len(accepted)
 	mu.Unlock()
-	for {
+	more := func() int {
 		mu.Lock()
-		more := len(accepted) - n
-		mu.Unlock()
-		if more >= 100 {
-			break
-		}
-		if time.Now().After(deadline) || t.Failed() {
-			t.Fatalf("only %d whispers accepted after the cleanup", more)
-		}
-		time.Sleep(5 * time.Millisecond) // polling: the senders run in the background
+		defer mu.Unlock()
+		return len(accepted) - n
 	}
+	pollUntil(t, deadline, func() bool { return more() >= 100 },
+		func() string { return fmt.Sprintf("only %d whispers accepted after the cleanup", more()) })
 	stopSenders()
 
 	// The receivers resume on node a and get their mail, then the ones
@@ -275,4 +265,17 @@ func (w *wsClient) tryWhisper(to, text string) error {
 		return errors.New(reply.Error.Code + ": " + reply.Error.Message)
 	}
 	return nil
+}
+
+// pollUntil polls cond (what happens in the background has no
+// notification) until it holds, failing the test with what() at deadline
+// or once the test has failed elsewhere.
+func pollUntil(t *testing.T, deadline time.Time, cond func() bool, what func() string) {
+	t.Helper()
+	for !cond() {
+		if time.Now().After(deadline) || t.Failed() {
+			t.Fatal(what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
