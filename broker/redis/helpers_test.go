@@ -81,6 +81,20 @@ func (l *logs) lines(subs ...string) []string {
 // newBroker returns a Broker on srv, closed at the end of the test. An
 // empty cfg.Prefix is replaced with a unique one; a nil cfg.Logger with one
 // that writes to the test's log.
+// twoNodesHeartbeat is the heartbeat interval of twoBrokers' Brokers.
+const twoNodesHeartbeat = 50 * time.Millisecond
+
+// twoBrokers starts a redis-server and two Brokers on it, as two nodes
+// with twoNodesHeartbeat heartbeats declared dead after deadAfter, sharing
+// a fresh key prefix, which it returns.
+func twoBrokers(t testing.TB, deadAfter time.Duration) (a, b *Broker, prefix string) {
+	t.Helper()
+	srv := redistest.Start(t)
+	prefix = uniquePrefix()
+	cfg := Config{Prefix: prefix, HeartbeatInterval: twoNodesHeartbeat, DeadAfter: deadAfter}
+	return newBroker(t, srv, cfg), newBroker(t, srv, cfg), prefix
+}
+
 func newBroker(t testing.TB, srv *redistest.Server, cfg Config) *Broker {
 	t.Helper()
 	cfg.URL = srv.URL

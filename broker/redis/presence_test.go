@@ -8,7 +8,6 @@ import (
 
 	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/broker/brokertest"
-	"github.com/rocket-go/rocket/internal/redistest"
 )
 
 // TestPresenceDeadNode: node B crashes (Close without UnregisterServer)
@@ -16,12 +15,8 @@ import (
 // only those, and A's server receives their leave messages, within
 // DeadAfter and a reaper round of the crash (plus slack).
 func TestPresenceDeadNode(t *testing.T) {
-	const interval, deadAfter = 50 * time.Millisecond, 400 * time.Millisecond
-	srv := redistest.Start(t)
-	prefix := uniquePrefix()
-	cfg := Config{Prefix: prefix, HeartbeatInterval: interval, DeadAfter: deadAfter}
-	a := newBroker(t, srv, cfg)
-	b := newBroker(t, srv, cfg)
+	const interval, deadAfter = twoNodesHeartbeat, 400 * time.Millisecond
+	a, b, prefix := twoBrokers(t, deadAfter)
 	ctx := t.Context()
 	ra := new(brokertest.Recorder)
 	sa, err := a.RegisterServer(ctx, ra)
@@ -95,12 +90,7 @@ func TestPresenceDeadNode(t *testing.T) {
 // loses its entries (their leave messages are published), and may not add
 // entries until its heartbeat has put it back in the servers set.
 func TestPresenceReapedWhileAlive(t *testing.T) {
-	const interval, deadAfter = 50 * time.Millisecond, 300 * time.Millisecond
-	srv := redistest.Start(t)
-	prefix := uniquePrefix()
-	cfg := Config{Prefix: prefix, HeartbeatInterval: interval, DeadAfter: deadAfter}
-	a := newBroker(t, srv, cfg)
-	b := newBroker(t, srv, cfg)
+	a, b, _ := twoBrokers(t, 300*time.Millisecond)
 	ctx := t.Context()
 	ra := new(brokertest.Recorder)
 	sa, _ := a.RegisterServer(ctx, ra)

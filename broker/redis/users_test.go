@@ -7,7 +7,6 @@ import (
 
 	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/broker/brokertest"
-	"github.com/rocket-go/rocket/internal/redistest"
 )
 
 // userClientIDs returns the ids of the clients of user and their servers,
@@ -32,12 +31,7 @@ func userClientIDs(t *testing.T, b *Broker, user string) []string {
 // user's clients away (listed, resumable, the message at the front of
 // their mailboxes) and drops the kick with B's inbox; nothing of B is left.
 func TestUsersDeadNode(t *testing.T) {
-	const interval, deadAfter = 50 * time.Millisecond, 400 * time.Millisecond
-	srv := redistest.Start(t)
-	prefix := uniquePrefix()
-	cfg := Config{Prefix: prefix, HeartbeatInterval: interval, DeadAfter: deadAfter}
-	a := newBroker(t, srv, cfg)
-	b := newBroker(t, srv, cfg)
+	a, b, prefix := twoBrokers(t, 400*time.Millisecond)
 	ctx := t.Context()
 	ra := new(brokertest.Recorder)
 	sa, _ := a.RegisterServer(ctx, ra)
@@ -95,12 +89,7 @@ func TestUsersDeadNode(t *testing.T) {
 // vanished meanwhile with its user; UserClients drops the stale id of the
 // vanished client until then.
 func TestUsersReclaim(t *testing.T) {
-	const interval, deadAfter = 50 * time.Millisecond, 300 * time.Millisecond
-	srv := redistest.Start(t)
-	prefix := uniquePrefix()
-	cfg := Config{Prefix: prefix, HeartbeatInterval: interval, DeadAfter: deadAfter}
-	a := newBroker(t, srv, cfg)
-	b := newBroker(t, srv, cfg)
+	a, b, prefix := twoBrokers(t, 300*time.Millisecond)
 	ctx := t.Context()
 	sa, _ := a.RegisterServer(ctx, new(brokertest.Recorder))
 	if _, err := b.RegisterServer(ctx, new(brokertest.Recorder)); err != nil {
