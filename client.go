@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/internal/protocol"
 	"github.com/rocket-go/rocket/internal/transport"
 	"golang.org/x/time/rate"
 )
@@ -41,15 +43,21 @@ type Client struct {
 	// directory has forgotten it, so what reaches it while it closes is
 	// dropped, not mailed.
 	kicked atomic.Bool
+	// acked is set when the client acknowledges its directed messages
+	// (acks.go): by setup, to what the connection asked, then to what
+	// its session records.
+	acked atomic.Bool
 
 	mu        sync.Mutex
-	pending   [][]byte
+	pending   []queued
 	leftovers [][]byte
 	drained   bool
 	rooms     map[string]struct{}
 	presence  map[string]*presence // rooms the client is present in (presence.go)
 	values    map[string]any
 	reason    string
+	lastSeq   uint64 // number of the last numbered message written (acks.go)
+	ackedSeq  uint64 // highest number the client acknowledged
 
 	finishOnce sync.Once
 
@@ -114,13 +122,20 @@ func (cl *Client) Close(reason string) {
 	cl.closeWith(transport.CloseNormal, reason)
 }
 
+// queued is a frame written before the client was welcomed; seq is the
+// number of a numbered message (acks.go), 0 for other frames.
+type queued struct {
+	seq   uint64
+	frame []byte
+}
+
 // write sends data to the connection, or queues it while the client is
 // not yet welcomed.
 func (cl *Client) write(data []byte) error {
 	if !cl.ready.Load() {
 		cl.mu.Lock()
 		if !cl.ready.Load() {
-			cl.pending = append(cl.pending, slices.Clone(data))
+			cl.pending = append(cl.pending, queued{frame: slices.Clone(data)})
 			cl.mu.Unlock()
 			return nil
 		}
@@ -164,12 +179,31 @@ func (cl *Client) deliver(data []byte) bool {
 }
 
 // becomeReady writes the welcome, the kept mail and whatever was queued
-// meanwhile, in that order, and then lets writes go straight through.
-func (cl *Client) becomeReady(welcome []byte, mail [][]byte) {
+// meanwhile, in that order, and then lets writes go straight through. For
+// a client that acknowledges, the mail is numbered, and a numbered message
+// queued meanwhile that the mail held already is dropped.
+func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	frames := append([][]byte{welcome}, mail...)
-	frames = append(frames, cl.pending...)
+	frames := make([][]byte, 0, 1+len(mail)+len(cl.pending))
+	frames = append(frames, welcome)
+	for _, m := range mail {
+		if !cl.acked.Load() {
+			frames = append(frames, m.Data)
+			continue
+		}
+		frames = append(frames, protocol.AppendNumbered(nil, m.Seq, m.Data))
+		cl.lastSeq = max(cl.lastSeq, m.Seq)
+	}
+	for _, q := range cl.pending {
+		if q.seq != 0 {
+			if q.seq <= cl.lastSeq {
+				continue
+			}
+			cl.lastSeq = q.seq
+		}
+		frames = append(frames, q.frame)
+	}
 	cl.pending = nil
 	for _, f := range frames {
 		if err := cl.conn.WriteText(f); err != nil {

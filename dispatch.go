@@ -44,6 +44,10 @@ func (s *Server) dispatch(cl *Client, text bool, data []byte) {
 // runCommand runs one command and sends its reply (when it carried a ref)
 // or its error (always).
 func (s *Server) runCommand(cl *Client, cmd *protocol.Command) {
+	if cmd.Name == protocol.Ack {
+		cl.ack(cmd.Args)
+		return
+	}
 	if s.cfg.CommandRate > 0 {
 		if cl.limiter == nil {
 			cl.limiter = rate.NewLimiter(rate.Limit(s.cfg.CommandRate), s.cfg.CommandBurst)

@@ -84,6 +84,7 @@ type welcome struct {
 	Server  string `json:"server"`
 	Session string `json:"session"`
 	Resumed bool   `json:"resumed"`
+	Acks    bool   `json:"acks"`
 }
 
 // dial connects to url (optionally resuming session) and reads the
@@ -91,7 +92,11 @@ type welcome struct {
 func dial(t *testing.T, url string, session string) *client {
 	t.Helper()
 	if session != "" {
-		url += "?session=" + session
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + "session=" + session
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -137,11 +137,18 @@ func (b instrumented) Connect(ctx context.Context, c broker.Client) error {
 	return err
 }
 
-func (b instrumented) Resume(ctx context.Context, clientID, session, serverID string) ([][]byte, error) {
+func (b instrumented) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	start := time.Now()
-	mail, err := b.Broker.Resume(ctx, clientID, session, serverID)
+	r, err := b.Broker.Resume(ctx, clientID, session, serverID, ack)
 	b.observe("resume", start, err)
-	return mail, err
+	return r, err
+}
+
+func (b instrumented) Ack(ctx context.Context, clientID string, seq uint64) error {
+	start := time.Now()
+	err := b.Broker.Ack(ctx, clientID, seq)
+	b.observe("ack", start, err)
+	return err
 }
 
 func (b instrumented) Disconnect(ctx context.Context, clientID, serverID string) error {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -248,26 +249,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns.Add(1)
 	s.metrics.connections.Inc()
 	cl.conn = conn
-	s.setup(cl, r.URL.Query().Get("session"))
+	s.setup(cl, parseConnectQuery(r.URL.Query()))
 }
 
-// setup gives the client its identity (new, or resumed from token), sends
-// the welcome frame and the mail kept while it was away, and marks it
-// ready. It always closes cl.readyCh.
-func (s *Server) setup(cl *Client, token string) {
+// connectQuery is what the query of a connection's URL asks for.
+type connectQuery struct {
+	session string // resume token
+	acks    bool   // the client acknowledges (acks=1)
+	ack     uint64 // number of the last message received, when resuming
+}
+
+// parseConnectQuery reads ?session=<token>&acks=1&ack=<n>. An ack that is
+// not a message number counts as 0: the client then gets every message
+// kept again, which it drops as duplicates.
+func parseConnectQuery(q url.Values) connectQuery {
+	cq := connectQuery{session: q.Get("session")}
+	switch q.Get("acks") {
+	case "1", "true":
+		cq.acks = true
+	}
+	cq.ack, _ = protocol.ParseSeq([]byte(q.Get("ack")))
+	return cq
+}
+
+// setup gives the client its identity (new, or resumed from the session
+// token), sends the welcome frame and the mail kept while it was away, and
+// marks it ready. It always closes cl.readyCh.
+func (s *Server) setup(cl *Client, cq connectQuery) {
 	defer close(cl.readyCh)
 	ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 	defer cancel()
 
-	var mail [][]byte
+	var mail []broker.Mail
 	resumed := false
-	if id, secret, ok := parseToken(token); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) {
+	cl.acked.Store(cq.acks)
+	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) {
 		cl.id, cl.secret = id, secret
 		s.replaceLocal(cl)
-		m, err := s.broker.Resume(ctx, id, sessionKey(secret, cl.userID), s.id)
+		r, err := s.broker.Resume(ctx, id, sessionKey(secret, cl.userID), s.id, cq.ack)
 		switch {
 		case err == nil:
-			mail, resumed = m, true
+			// A session keeps the delivery mode it was opened with.
+			mail, resumed = r.Mail, true
+			cl.acked.Store(r.Acked)
+			if r.Acked {
+				cl.ackedSeq = cq.ack
+			}
 		case errors.Is(err, broker.ErrUnknownClient), errors.Is(err, broker.ErrBadSession):
 			s.log.Debug("session not resumed", "client", id, "err", err)
 			s.removeLocal(cl)
@@ -284,8 +311,9 @@ func (s *Server) setup(cl *Client, token string) {
 			return
 		}
 		cl.id, cl.secret = id, newSecret()
+		cl.acked.Store(cq.acks)
 		s.replaceLocal(cl)
-		rec := broker.Client{ID: id, Server: s.id, Session: sessionKey(cl.secret, cl.userID), User: cl.userID}
+		rec := broker.Client{ID: id, Server: s.id, Session: sessionKey(cl.secret, cl.userID), User: cl.userID, Acked: cq.acks}
 		if err := s.broker.Connect(ctx, rec); err != nil {
 			s.removeLocal(cl)
 			s.failSetup(cl, fmt.Errorf("record client %s: %w", id, err))
@@ -293,7 +321,7 @@ func (s *Server) setup(cl *Client, token string) {
 		}
 	}
 	cl.registered.Store(true)
-	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed)
+	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed, cl.acked.Load())
 	cl.becomeReady(welcome, mail)
 	if s.state.Load() != stateRunning {
 		// Shutdown began while this client was being set up and may have
@@ -401,7 +429,9 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	if st := s.state.Load(); st == stateNew || st == stateStopped {
 		return ErrServerClosed
 	}
-	if cl := s.Client(clientID); cl != nil && cl.deliver(data) {
+	// A local client is written to directly, unless it acknowledges (the
+	// broker keeps its messages until then) or is being set up.
+	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(data) {
 		return nil
 	}
 	if err := s.broker.Send(ctx, clientID, data); err != nil {
@@ -417,10 +447,17 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 type brokerHandler struct{ s *Server }
 
 // Deliver writes a directed message to a local client, or sends it on
-// through the broker when the client is no longer here.
-func (h brokerHandler) Deliver(clientID string, data []byte) {
+// through the broker when the client is no longer here. A numbered message
+// (seq > 0) for a client no longer here is dropped: its mailbox keeps it
+// until the client acknowledges it, wherever it resumes.
+func (h brokerHandler) Deliver(clientID string, seq uint64, data []byte) {
 	s := h.s
-	if cl := s.Client(clientID); cl != nil && cl.deliver(data) {
+	cl := s.Client(clientID)
+	switch {
+	case cl != nil && seq != 0:
+		cl.deliverNumbered(seq, data)
+		return
+	case cl != nil && cl.deliver(data):
 		return
 	}
 	// The directory may still name this server (its Disconnect failed,
@@ -428,6 +465,9 @@ func (h brokerHandler) Deliver(clientID string, data []byte) {
 	// would come straight back here.
 	if err := s.broker.Disconnect(s.ctx, clientID, s.id); err != nil {
 		s.reportError(&ErrorEvent{Err: fmt.Errorf("mark client %s away: %w", clientID, err)})
+	}
+	if seq != 0 {
+		return
 	}
 	if err := s.broker.Send(s.ctx, clientID, data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 		s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message for client %s: %w", clientID, err)})

@@ -116,7 +116,7 @@ func (s *Server) SendUser(ctx context.Context, userID string, msg any) (int, err
 	n := len(cs)
 	var errs []error
 	for _, c := range cs {
-		if c.Server != s.id {
+		if c.Server != s.id || c.Acked { // the broker delivered it
 			continue
 		}
 		if err := s.sendData(ctx, c.ID, data); err != nil {

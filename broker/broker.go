@@ -39,6 +39,23 @@
 // connected one to close its connection, through the server's Handler if
 // it implements Kicker (see Kicker).
 //
+// # Acknowledged delivery
+//
+// A client recorded with Client.Acked acknowledges what it receives, and
+// then no directed message accepted for it is lost when a server dies. The
+// broker numbers the messages sent to such a client (Mail.Seq: 1, 2, ...
+// with no gap, per client) and keeps each in the client's mailbox, whether
+// the client is connected or away, until the client acknowledges it (Ack,
+// or the ack given to Resume) or the mailbox bounds push it out. Deliver
+// gets the number with the message, and the messages of one acknowledging
+// client reach the Handler in the order of their numbers. When the
+// server holding the client dies with messages on their way, the client
+// resumes elsewhere with the number of the last message it received and
+// gets every later one again from its mailbox. A message already in a
+// server's inbox when its client moved is not sent on (the mailbox has
+// it). Clients that do not acknowledge get Seq 0, and their messages are
+// kept only while they are away.
+//
 // # Contract for servers
 //
 // A server records a client locally before it calls Connect or Resume, and
@@ -78,8 +95,9 @@ var (
 // implementation documents otherwise; callees that keep it must copy it.
 type Handler interface {
 	// Deliver is called with a message for a client that the directory
-	// places on this server.
-	Deliver(clientID string, data []byte)
+	// places on this server. seq is the message's number when the client
+	// acknowledges (Client.Acked), 0 otherwise.
+	Deliver(clientID string, seq uint64, data []byte)
 	// DeliverRoom is called with a message published to a room this server
 	// subscribed to.
 	DeliverRoom(room string, data []byte)
@@ -100,6 +118,28 @@ type Client struct {
 	// a server that lets another user resume the session must check
 	// that itself. UserClients lists the clients of a user.
 	User string
+	// Acked means the client acknowledges the directed messages it
+	// receives (see "Acknowledged delivery" above). Connect records it and
+	// it stays with the client.
+	Acked bool
+}
+
+// Mail is a directed message kept for a client.
+type Mail struct {
+	// Seq is the message's number among those sent to the client, from
+	// 1, when the client acknowledges (Client.Acked); 0 otherwise.
+	Seq uint64
+	// Data is the message.
+	Data []byte
+}
+
+// Resumed is what Resume returns.
+type Resumed struct {
+	// Mail holds the messages kept for the client, oldest first.
+	Mail []Mail
+	// Acked reports whether the client acknowledges (Client.Acked, as
+	// recorded by Connect).
+	Acked bool
 }
 
 // Stats are counters a broker keeps since it was created.
@@ -147,13 +187,25 @@ type Broker interface {
 	Connect(ctx context.Context, c Client) error
 
 	// Resume moves an existing client to serverID after checking its
-	// session secret, and returns the mail kept for it, oldest first,
-	// removing it from the mailbox. The client may be away or still
-	// recorded on another server (a reconnect that overtook the close);
-	// either way it belongs to serverID afterwards. It returns
-	// ErrUnknownClient when the client is gone and ErrBadSession when the
-	// secret does not match.
-	Resume(ctx context.Context, clientID, session, serverID string) (mail [][]byte, err error)
+	// session secret, and returns the mail kept for it, oldest first. The
+	// client may be away or still recorded on another server (a
+	// reconnect that overtook the close); either way it belongs to
+	// serverID afterwards, and messages sent to it from then on go to
+	// serverID's Handler. It returns ErrUnknownClient when the client is
+	// gone and ErrBadSession when the secret does not match.
+	//
+	// For a client that does not acknowledge, the mail is removed from
+	// the mailbox and ack is ignored. For one that does, ack is the
+	// number of the last message the client received: Resume drops the
+	// messages up to ack, as Ack does, and returns those after it, which
+	// stay in the mailbox until acknowledged.
+	Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (Resumed, error)
+
+	// Ack drops from the mailbox of an acknowledging client the messages
+	// numbered up to seq. Acknowledging what is already dropped, an
+	// unknown client or a client that does not acknowledge does nothing
+	// and returns nil.
+	Ack(ctx context.Context, clientID string, seq uint64) error
 
 	// Disconnect marks the client away if the directory still places it on
 	// serverID; if it has moved to another server already, Disconnect does
@@ -169,9 +221,10 @@ type Broker interface {
 	Lookup(ctx context.Context, clientID string) (Client, error)
 
 	// Send delivers data to a client: to the Handler of the server holding
-	// it, or to its mailbox when it is away. It returns ErrUnknownClient
-	// when the client is unknown. A nil error means the message was
-	// accepted: delivered to the server or kept in the mailbox.
+	// it, or to its mailbox when it is away (and to its mailbox as well
+	// when it acknowledges). It returns ErrUnknownClient when the client
+	// is unknown. A nil error means the message was accepted: delivered to
+	// the server or kept in the mailbox.
 	Send(ctx context.Context, clientID string, data []byte) error
 
 	// Subscribe makes the server receive messages published to room.
@@ -219,8 +272,10 @@ type Broker interface {
 
 	// SendUser delivers data, as Send does, to every client of userID,
 	// connected or away (into its mailbox), except the clients that the
-	// directory places on server from, which the caller delivers to
-	// itself (as with Publish; an empty from skips no client). It
+	// directory places on server from and that do not acknowledge, which
+	// the caller delivers to itself (as with Publish; an empty from skips
+	// no client; acknowledging clients get numbered messages through the
+	// Handler wherever they are). It
 	// returns every client of the user, those on from included, with the
 	// Server that holds it (empty: the message went to its mailbox). A
 	// user without clients gives an empty slice and a nil error.

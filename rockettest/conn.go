@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,8 @@ type DialOption func(*dialOptions)
 type dialOptions struct {
 	session string
 	header  http.Header
+	acks    bool
+	ack     uint64
 }
 
 // Session makes the connection resume the session with the token token
@@ -29,6 +32,18 @@ type dialOptions struct {
 // server welcomes a new client instead.
 func Session(token string) DialOption {
 	return func(o *dialOptions) { o.session = token }
+}
+
+// Acks makes the connection acknowledge its directed messages (?acks=1;
+// see "Acknowledged delivery" in docs/protocol.md): the server then keeps
+// each message sent to the client until the Conn acknowledges it, which it
+// does as soon as it receives it. last is the number of the last message
+// received on an earlier connection of the session resumed (Conn.Seq), 0
+// for none: the server sends the kept messages after it. The Conn unwraps
+// numbered messages, so Next and Expect see them as any pushed message,
+// and drops those it has had already on this Conn.
+func Acks(last uint64) DialOption {
+	return func(o *dialOptions) { o.acks, o.ack = true, last }
 }
 
 // Header adds h to the headers of the WebSocket handshake request, for
@@ -51,6 +66,9 @@ type Conn struct {
 	ServerID string
 	// Resumed reports whether the welcome said the session was resumed.
 	Resumed bool
+	// Acks reports whether the welcome said the connection's directed
+	// messages are numbered (see Acks).
+	Acks bool
 
 	app  *App // the App dialed, or nil
 	ws   *websocket.Conn
@@ -64,6 +82,7 @@ type Conn struct {
 	queue   []json.RawMessage          // frames that are not awaited replies, in order
 	pending map[string]json.RawMessage // awaited ref -> reply (nil until it arrives)
 	readErr error                      // why the reader stopped, once it has
+	seq     uint64                     // number of the last numbered message received
 }
 
 // Dial connects to the Rocket server at url (ws://, wss://, http:// or
@@ -84,9 +103,15 @@ func dial(ctx context.Context, app *App, rawURL string, opts []DialOption) (*Con
 	if err != nil {
 		return nil, fmt.Errorf("rockettest: Dial: %w", err)
 	}
-	if o.session != "" {
+	if o.session != "" || o.acks {
 		q := u.Query()
-		q.Set("session", o.session)
+		if o.session != "" {
+			q.Set("session", o.session)
+		}
+		if o.acks {
+			q.Set("acks", "1")
+			q.Set("ack", strconv.FormatUint(o.ack, 10))
+		}
 		u.RawQuery = q.Encode()
 	}
 	ws, _, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: o.header})
@@ -108,6 +133,7 @@ func dial(ctx context.Context, app *App, rawURL string, opts []DialOption) (*Con
 			Server  string `json:"server"`
 			Session string `json:"session"`
 			Resumed bool   `json:"resumed"`
+			Acks    bool   `json:"acks"`
 		} `json:"welcome"`
 	}
 	if err := json.Unmarshal(data, &w); err != nil || w.Welcome == nil || w.Welcome.Client == "" {
@@ -119,6 +145,7 @@ func dial(ctx context.Context, app *App, rawURL string, opts []DialOption) (*Con
 		Session:  w.Welcome.Session,
 		ServerID: w.Welcome.Server,
 		Resumed:  w.Welcome.Resumed,
+		Acks:     w.Welcome.Acks,
 		app:      app,
 		ws:       ws,
 		done:     make(chan struct{}),
@@ -130,6 +157,9 @@ func dial(ctx context.Context, app *App, rawURL string, opts []DialOption) (*Con
 			_ = ws.CloseNow()
 			return nil, fmt.Errorf("rockettest: Dial: %w", err)
 		}
+	}
+	if c.Acks && c.Resumed {
+		c.seq = o.ack
 	}
 	go c.read()
 	return c, nil
@@ -145,11 +175,18 @@ func (c *Conn) read() {
 			err = fmt.Errorf("got a %v frame, want text", typ)
 			_ = c.ws.CloseNow()
 		}
+		var ack uint64
 		c.mu.Lock()
 		if err != nil {
 			c.readErr = err
 		} else if ref, ok := replyRef(data); ok && c.isPending(ref) {
 			c.pending[ref] = data
+		} else if seq, msg, ok := numbered(data); ok && c.Acks {
+			if seq > c.seq {
+				c.seq = seq
+				c.queue = append(c.queue, msg)
+			}
+			ack = c.seq
 		} else {
 			c.queue = append(c.queue, data)
 		}
@@ -159,7 +196,38 @@ func (c *Conn) read() {
 		if err != nil {
 			return
 		}
+		if ack != 0 {
+			c.ack(ack)
+		}
 	}
+}
+
+// numbered unwraps {"seq": N, "message": m}.
+func numbered(data []byte) (seq uint64, msg json.RawMessage, ok bool) {
+	var f struct {
+		Seq     *uint64         `json:"seq"`
+		Message json.RawMessage `json:"message"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Seq == nil || f.Message == nil {
+		return 0, nil, false
+	}
+	return *f.Seq, f.Message, true
+}
+
+// ack acknowledges the messages numbered up to seq. A failure means the
+// connection is ending, which the reader reports.
+func (c *Conn) ack(seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	_ = c.ws.Write(ctx, websocket.MessageText, []byte(`{"ack":`+strconv.FormatUint(seq, 10)+`}`))
+}
+
+// Seq returns the number of the last numbered message received (see
+// Acks), to resume with: Acks(c.Seq()).
+func (c *Conn) Seq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
 }
 
 // isPending reports whether a Call waits for ref and has no reply yet.

@@ -87,6 +87,12 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"UserTTL", testUserTTL},
 		{"SendUser", testSendUser},
 		{"ForgetUser", testForgetUser},
+		{"AckedNumbered", testAckedNumbered},
+		{"AckedResume", testAckedResume},
+		{"AckedBound", testAckedBound},
+		{"AckedConcurrentInOrder", testAckedConcurrentInOrder},
+		{"AckedSendUser", testAckedSendUser},
+		{"AckedUnregister", testAckedUnregister},
 		{"HandlerCallsBack", testHandlerCallsBack},
 		{"ConcurrentMoveNoLoss", testConcurrentMoveNoLoss},
 		{"Closed", testClosed},
@@ -193,11 +199,22 @@ func (e *env) disconnect(clientID, serverID string) {
 	}
 }
 
+// resume resumes a client that does not acknowledge and returns its mail.
 func (e *env) resume(clientID, session, serverID string) [][]byte {
 	e.t.Helper()
-	mail, err := e.b.Resume(e.ctx, clientID, session, serverID)
+	r, err := e.b.Resume(e.ctx, clientID, session, serverID, 0)
 	if err != nil {
 		e.t.Fatalf("Resume(%s on %s): %v", clientID, serverID, err)
+	}
+	if r.Acked {
+		e.t.Fatalf("Resume(%s on %s) says Acked for a client connected without", clientID, serverID)
+	}
+	var mail [][]byte
+	for _, m := range r.Mail {
+		if m.Seq != 0 {
+			e.t.Fatalf("Resume(%s on %s): mail numbered %d for a client that does not acknowledge", clientID, serverID, m.Seq)
+		}
+		mail = append(mail, m.Data)
 	}
 	return mail
 }
@@ -331,7 +348,7 @@ func testUnknownServer(t *testing.T, e *env) {
 	const ghost = "no-such-server"
 	err := e.b.Connect(e.ctx, broker.Client{ID: c + "x", Server: ghost, Session: "s"})
 	expectErr(t, "Connect(unknown server)", err, broker.ErrUnknownServer)
-	_, err = e.b.Resume(e.ctx, c, sess, ghost)
+	_, err = e.b.Resume(e.ctx, c, sess, ghost, 0)
 	expectErr(t, "Resume(unknown server)", err, broker.ErrUnknownServer)
 	e.expectServer(c, a)
 	err = e.b.Subscribe(e.ctx, ghost, "room")
@@ -436,9 +453,9 @@ func testResumeBadSession(t *testing.T, e *env) {
 	c, sess := e.connect(a)
 	e.disconnect(c, a)
 	e.send(c, "m0", "m1")
-	_, err := e.b.Resume(e.ctx, c, sess+"-wrong", b)
+	_, err := e.b.Resume(e.ctx, c, sess+"-wrong", b, 0)
 	expectErr(t, "Resume(wrong session)", err, broker.ErrBadSession)
-	_, err = e.b.Resume(e.ctx, c, "", b)
+	_, err = e.b.Resume(e.ctx, c, "", b, 0)
 	expectErr(t, "Resume(empty session)", err, broker.ErrBadSession)
 	e.expectServer(c, "")
 	e.send(c, "m2")
@@ -446,7 +463,7 @@ func testResumeBadSession(t *testing.T, e *env) {
 
 	// A connected client is not moved.
 	d, dsess := e.connect(a)
-	_, err = e.b.Resume(e.ctx, d, dsess+"-wrong", b)
+	_, err = e.b.Resume(e.ctx, d, dsess+"-wrong", b, 0)
 	expectErr(t, "Resume(wrong session, connected)", err, broker.ErrBadSession)
 	e.expectServer(d, a)
 	e.send(d, "d0")
@@ -457,7 +474,7 @@ func testResumeBadSession(t *testing.T, e *env) {
 func testResumeUnknownClient(t *testing.T, e *env) {
 	e.open(defaultConfig)
 	a, _ := e.server()
-	_, err := e.b.Resume(e.ctx, "no-such-client", "secret", a)
+	_, err := e.b.Resume(e.ctx, "no-such-client", "secret", a, 0)
 	expectErr(t, "Resume(unknown)", err, broker.ErrUnknownClient)
 }
 
@@ -537,7 +554,7 @@ func testMailboxTTL(t *testing.T, e *env) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err := e.b.Resume(e.ctx, c, sess, a)
+	_, err := e.b.Resume(e.ctx, c, sess, a, 0)
 	expectErr(t, "Resume(expired)", err, broker.ErrUnknownClient)
 	err = e.b.Send(e.ctx, c, []byte("late"))
 	expectErr(t, "Send(expired)", err, broker.ErrUnknownClient)
@@ -561,7 +578,7 @@ func testForget(t *testing.T, e *env) {
 	expectErr(t, "Lookup(forgotten)", err, broker.ErrUnknownClient)
 	err = e.b.Send(e.ctx, c, []byte("x"))
 	expectErr(t, "Send(forgotten)", err, broker.ErrUnknownClient)
-	_, err = e.b.Resume(e.ctx, c, sess, a)
+	_, err = e.b.Resume(e.ctx, c, sess, a, 0)
 	expectErr(t, "Resume(forgotten)", err, broker.ErrUnknownClient)
 
 	d, dsess := e.connect(a)
@@ -570,7 +587,7 @@ func testForget(t *testing.T, e *env) {
 	if err := e.b.Forget(e.ctx, d); err != nil {
 		t.Fatalf("Forget(away): %v", err)
 	}
-	_, err = e.b.Resume(e.ctx, d, dsess, a)
+	_, err = e.b.Resume(e.ctx, d, dsess, a, 0)
 	expectErr(t, "Resume(forgotten away)", err, broker.ErrUnknownClient)
 	ra.ExpectQuiet(t, QuietPeriod)
 	if n := ra.Total(); n != 0 {
@@ -709,8 +726,8 @@ type funcHandler struct {
 	deliverRoom func(room string, data []byte)
 }
 
-func (h funcHandler) Deliver(clientID string, data []byte) { h.deliver(clientID, data) }
-func (h funcHandler) DeliverRoom(room string, data []byte) { h.deliverRoom(room, data) }
+func (h funcHandler) Deliver(clientID string, _ uint64, data []byte) { h.deliver(clientID, data) }
+func (h funcHandler) DeliverRoom(room string, data []byte)           { h.deliverRoom(room, data) }
 
 // testHandlerCallsBack checks that handlers may call the broker, as servers
 // do when they forward a message for a client they no longer hold.
@@ -929,8 +946,11 @@ func calls(serverID, clientID, session string) []call {
 			return err
 		}},
 		{"Resume", func(ctx context.Context, b broker.Broker) error {
-			_, err := b.Resume(ctx, clientID, session, serverID)
+			_, err := b.Resume(ctx, clientID, session, serverID, 0)
 			return err
+		}},
+		{"Ack", func(ctx context.Context, b broker.Broker) error {
+			return b.Ack(ctx, clientID, 1)
 		}},
 		{"Disconnect", func(ctx context.Context, b broker.Broker) error {
 			return b.Disconnect(ctx, clientID, serverID)

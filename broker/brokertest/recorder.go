@@ -15,6 +15,7 @@ import (
 type Recorder struct {
 	mu      sync.Mutex
 	direct  map[string][][]byte
+	seqs    map[string][]uint64
 	rooms   map[string][][]byte
 	kicks   map[string][]Kick
 	total   int
@@ -26,14 +27,16 @@ var (
 	_ broker.Kicker  = (*Recorder)(nil)
 )
 
-// Deliver records a copy of data for clientID.
-func (r *Recorder) Deliver(clientID string, data []byte) {
+// Deliver records a copy of data, and seq, for clientID.
+func (r *Recorder) Deliver(clientID string, seq uint64, data []byte) {
 	msg := clone(data)
 	r.mu.Lock()
 	if r.direct == nil {
 		r.direct = make(map[string][][]byte)
+		r.seqs = make(map[string][]uint64)
 	}
 	r.direct[clientID] = append(r.direct[clientID], msg)
+	r.seqs[clientID] = append(r.seqs[clientID], seq)
 	r.recordedLocked()
 	r.mu.Unlock()
 }
@@ -64,6 +67,14 @@ func (r *Recorder) Direct(clientID string) [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([][]byte(nil), r.direct[clientID]...)
+}
+
+// Seqs returns the numbers that came with the messages recorded so far for
+// clientID (see Direct), oldest first.
+func (r *Recorder) Seqs(clientID string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.seqs[clientID]...)
 }
 
 // Room returns the messages recorded so far for room, oldest first.

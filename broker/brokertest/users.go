@@ -291,7 +291,7 @@ func testForgetUser(t *testing.T, e *env) {
 	for id, sess := range map[string]string{c1: s1, c2: s2, c3: s3, c4: s4} {
 		_, err := e.b.Lookup(e.ctx, id)
 		expectErr(t, "Lookup(forgotten)", err, broker.ErrUnknownClient)
-		_, err = e.b.Resume(e.ctx, id, sess, a)
+		_, err = e.b.Resume(e.ctx, id, sess, a, 0)
 		expectErr(t, "Resume(forgotten)", err, broker.ErrUnknownClient)
 		err = e.b.Send(e.ctx, id, []byte("x"))
 		expectErr(t, "Send(forgotten)", err, broker.ErrUnknownClient)

@@ -11,7 +11,7 @@ import (
 // printer is a broker.Handler that prints what it is given.
 type printer struct{ name string }
 
-func (p printer) Deliver(clientID string, data []byte) {
+func (p printer) Deliver(clientID string, _ uint64, data []byte) {
 	fmt.Printf("%s: to client %s: %s\n", p.name, clientID, data)
 }
 
@@ -35,10 +35,12 @@ func Example() {
 	// While the client is away, its mail is kept until it resumes.
 	_ = b.Disconnect(ctx, id, srv)
 	_ = b.Send(ctx, id, []byte("you were away"))
-	mail, _ := b.Resume(ctx, id, "secret", srv)
-	fmt.Printf("mail on resume: %q\n", mail)
+	r, _ := b.Resume(ctx, id, "secret", srv, 0)
+	for _, m := range r.Mail {
+		fmt.Printf("mail on resume: %q\n", m.Data)
+	}
 
 	// Output:
 	// server A: to client 1: hello
-	// mail on resume: ["you were away"]
+	// mail on resume: "you were away"
 }

@@ -121,7 +121,16 @@ type client struct {
 	// Valid while away.
 	awayAt   time.Time
 	awayElem *list.Element
-	mail     mailbox
+
+	// mail holds the messages kept for the client: while it is away, and
+	// until acknowledged when acked.
+	mail mailbox
+
+	// For clients that acknowledge (acks.go).
+	acked      bool
+	seq        uint64 // number of the last message sent to the client
+	handed     uint64 // number of the last message handed to a Handler
+	delivering bool   // a goroutine is handing the client's messages over
 }
 
 // room is the set of servers subscribed to a room.
@@ -135,38 +144,71 @@ type room struct {
 // mailbox is a bounded FIFO of messages. Until it is full the messages are
 // buf[:n] and head is 0; once full it is a ring starting at head.
 type mailbox struct {
-	buf  [][]byte
+	buf  []broker.Mail
 	head int
 	n    int
 }
 
-// push appends data, dropping the oldest message when size messages are
-// kept already. It reports whether a message was dropped.
-func (m *mailbox) push(data []byte, size int) (dropped bool) {
-	if m.n < size {
-		m.buf = append(m.buf, data)
-		m.n++
+// push appends m, dropping the oldest message when size messages are kept
+// already. It reports whether a message was dropped.
+func (mb *mailbox) push(m broker.Mail, size int) (dropped bool) {
+	if mb.n < size {
+		if mb.head != 0 { // emptied from the front since it was full
+			mb.buf = mb.slice(nil)
+			mb.head = 0
+		}
+		mb.buf = append(mb.buf[:mb.n], m)
+		mb.n++
 		return false
 	}
-	m.buf[m.head] = data
-	m.head = (m.head + 1) % size
+	mb.buf[mb.head] = m
+	mb.head = (mb.head + 1) % len(mb.buf)
 	return true
 }
 
-// drain returns the messages, oldest first, and empties the mailbox.
-func (m *mailbox) drain() [][]byte {
-	var out [][]byte
-	switch {
-	case m.n == 0:
-	case m.head == 0:
-		out = m.buf[:m.n:m.n]
-	default:
-		out = make([][]byte, 0, m.n)
-		out = append(out, m.buf[m.head:]...)
-		out = append(out, m.buf[:m.head]...)
+// at returns the i-th oldest message.
+func (mb *mailbox) at(i int) broker.Mail {
+	return mb.buf[(mb.head+i)%len(mb.buf)]
+}
+
+// slice appends the messages, oldest first, to dst.
+func (mb *mailbox) slice(dst []broker.Mail) []broker.Mail {
+	for i := range mb.n {
+		dst = append(dst, mb.at(i))
 	}
-	*m = mailbox{}
+	return dst
+}
+
+// drain returns the messages, oldest first, and empties the mailbox.
+func (mb *mailbox) drain() []broker.Mail {
+	var out []broker.Mail
+	if mb.n > 0 {
+		out = mb.slice(make([]broker.Mail, 0, mb.n))
+	}
+	*mb = mailbox{}
 	return out
+}
+
+// ack drops the oldest messages while their Seq is at most seq.
+func (mb *mailbox) ack(seq uint64) {
+	for mb.n > 0 && mb.at(0).Seq <= seq {
+		mb.buf[mb.head] = broker.Mail{}
+		mb.head = (mb.head + 1) % len(mb.buf)
+		mb.n--
+	}
+	if mb.n == 0 {
+		*mb = mailbox{}
+	}
+}
+
+// after appends the messages numbered above seq, oldest first, to dst.
+func (mb *mailbox) after(seq uint64, dst []broker.Mail) []broker.Mail {
+	for i := range mb.n {
+		if m := mb.at(i); m.Seq > seq {
+			dst = append(dst, m)
+		}
+	}
+	return dst
 }
 
 // New returns an empty Broker with the limits of cfg and starts its sweeper.
@@ -361,7 +403,7 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 	if old := b.clients[c.ID]; old != nil {
 		b.remove(old)
 	}
-	rec := &client{id: c.ID, session: c.Session, user: c.User, srv: s}
+	rec := &client{id: c.ID, session: c.Session, user: c.User, srv: s, acked: c.Acked}
 	b.clients[c.ID] = rec
 	s.clients[c.ID] = rec
 	b.indexUser(rec)
@@ -370,21 +412,21 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 
 // Resume moves the client to serverID, which must be registered, if session
 // matches, and returns its mail oldest first.
-func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string) ([][]byte, error) {
+func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	if err := b.enter(ctx, "resume"); err != nil {
-		return nil, err
+		return broker.Resumed{}, err
 	}
 	defer b.mu.Unlock()
 	s := b.servers[serverID]
 	if s == nil {
-		return nil, unknownServer("resume", serverID)
+		return broker.Resumed{}, unknownServer("resume", serverID)
 	}
 	c := b.lookup(clientID)
 	if c == nil {
-		return nil, unknownClient("resume", clientID)
+		return broker.Resumed{}, unknownClient("resume", clientID)
 	}
 	if subtle.ConstantTimeCompare([]byte(c.session), []byte(session)) != 1 {
-		return nil, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
+		return broker.Resumed{}, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
 	}
 	if c.srv != nil {
 		delete(c.srv.clients, c.id)
@@ -396,7 +438,14 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string)
 	c.srv = s
 	c.awayAt = time.Time{}
 	s.clients[c.id] = c
-	return c.mail.drain(), nil
+	if !c.acked {
+		return broker.Resumed{Mail: c.mail.drain()}, nil
+	}
+	c.mail.ack(ack)
+	// Everything numbered so far is handed over here: a delivery to the
+	// old server still under way finds the client gone and drops it.
+	c.handed = c.seq
+	return broker.Resumed{Mail: c.mail.after(ack, nil), Acked: true}, nil
 }
 
 // Disconnect marks the client away if it is held by serverID; otherwise,
@@ -444,7 +493,9 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 
 // Send calls the Deliver method of the handler of the server holding the
 // client, from the caller's goroutine, or appends a copy of data to the
-// client's mailbox when it is away.
+// client's mailbox when it is away. For a client that acknowledges, a copy
+// is kept in its mailbox in any case, and the message may be handed over
+// by a concurrent Send to the same client (see deliverAcked).
 func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 	if err := b.enter(ctx, "send"); err != nil {
 		return err
@@ -454,19 +505,34 @@ func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 		b.mu.Unlock()
 		return unknownClient("send", clientID)
 	}
+	if c.acked {
+		b.keep(c, data)
+		b.deliverAcked(c) // unlocks b.mu
+		return nil
+	}
 	if c.srv != nil {
 		h := c.srv.h
 		b.mu.Unlock()
-		h.Deliver(clientID, data)
+		h.Deliver(clientID, 0, data)
 		return nil
 	}
-	msg := make([]byte, len(data))
-	copy(msg, data)
-	if c.mail.push(msg, b.cfg.MailboxSize) {
-		b.stats.MailDropped++
-	}
+	b.keep(c, data)
 	b.mu.Unlock()
 	return nil
+}
+
+// keep appends a copy of data to c's mailbox, numbered when c
+// acknowledges. b.mu must be held.
+func (b *Broker) keep(c *client, data []byte) {
+	m := broker.Mail{Data: make([]byte, len(data))}
+	copy(m.Data, data)
+	if c.acked {
+		c.seq++
+		m.Seq = c.seq
+	}
+	if c.mail.push(m, b.cfg.MailboxSize) {
+		b.stats.MailDropped++
+	}
 }
 
 // Subscribe makes the server, which must be registered, receive what is

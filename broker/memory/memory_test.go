@@ -59,12 +59,12 @@ func TestDefaultMailboxSize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mail, err := b.Resume(ctx, "c", "x", s)
+	r, err := b.Resume(ctx, "c", "x", s, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mail) != memory.DefaultMailboxSize || string(mail[0]) != "3" {
-		t.Fatalf("got %d messages starting with %q, want %d starting with \"3\"", len(mail), mail[0], memory.DefaultMailboxSize)
+	if mail := r.Mail; len(mail) != memory.DefaultMailboxSize || string(mail[0].Data) != "3" {
+		t.Fatalf("got %d messages starting with %q, want %d starting with \"3\"", len(mail), mail[0].Data, memory.DefaultMailboxSize)
 	}
 	if st, _ := b.Stats(ctx); st.MailDropped != 3 {
 		t.Fatalf("MailDropped = %d, want 3", st.MailDropped)
@@ -124,7 +124,7 @@ func TestResumeResetsTTL(t *testing.T) {
 	}
 	_ = b.Disconnect(ctx, "c", s)
 	time.Sleep(ttl * 3 / 5)
-	if _, err := b.Resume(ctx, "c", "x", s); err != nil {
+	if _, err := b.Resume(ctx, "c", "x", s, 0); err != nil {
 		t.Fatal(err)
 	}
 	_ = b.Disconnect(ctx, "c", s)
@@ -160,7 +160,7 @@ func TestConcurrentUse(t *testing.T) {
 				_ = b.Send(ctx, id, []byte("y"))
 				_ = b.Publish(ctx, "", room, []byte("r"))
 				if i%3 == 0 {
-					_, _ = b.Resume(ctx, id, id, s)
+					_, _ = b.Resume(ctx, id, id, s, 0)
 				}
 				if i%5 == 0 {
 					_ = b.Forget(ctx, id)
@@ -192,13 +192,13 @@ func TestCloseFromHandler(t *testing.T) {
 
 type closer struct{ b *memory.Broker }
 
-func (c closer) Deliver(string, []byte)     { c.b.Close() }
-func (c closer) DeliverRoom(string, []byte) { c.b.Close() }
+func (c closer) Deliver(string, uint64, []byte) { c.b.Close() }
+func (c closer) DeliverRoom(string, []byte)     { c.b.Close() }
 
 type nopHandler struct{}
 
-func (nopHandler) Deliver(string, []byte)     {}
-func (nopHandler) DeliverRoom(string, []byte) {}
+func (nopHandler) Deliver(string, uint64, []byte) {}
+func (nopHandler) DeliverRoom(string, []byte)     {}
 
 func BenchmarkSendConnected(b *testing.B) {
 	br := memory.New(memory.Config{})

@@ -15,7 +15,7 @@ import (
 
 // record returns the directory record of c, without its session.
 func (c *client) record() broker.Client {
-	rec := broker.Client{ID: c.id, User: c.user}
+	rec := broker.Client{ID: c.id, User: c.user, Acked: c.acked}
 	if c.srv != nil {
 		rec.Server = c.srv.id
 	}
@@ -96,8 +96,9 @@ type directed struct {
 
 // SendUser calls, from the caller's goroutine and after releasing the
 // lock, the Deliver method of the handler of the server holding each
-// client of userID but those on from, and appends a copy of data to the
-// mailbox of each away client of the user.
+// client of userID but those on from that do not acknowledge, and appends
+// a copy of data to the mailbox of each away client of the user (and of
+// each client that acknowledges).
 func (b *Broker) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
 	if err := b.enter(ctx, "send to user"); err != nil {
 		return nil, err
@@ -105,22 +106,26 @@ func (b *Broker) SendUser(ctx context.Context, from, userID string, data []byte)
 	cs := b.userClients(userID)
 	out := make([]broker.Client, len(cs))
 	var ds []directed
+	var acked []*client
 	for i, c := range cs {
 		out[i] = c.record()
 		switch {
+		case c.acked:
+			b.keep(c, data)
+			acked = append(acked, c)
 		case c.srv == nil:
-			msg := make([]byte, len(data))
-			copy(msg, data)
-			if c.mail.push(msg, b.cfg.MailboxSize) {
-				b.stats.MailDropped++
-			}
+			b.keep(c, data)
 		case c.srv.id != from:
 			ds = append(ds, directed{h: c.srv.h, client: c.id})
 		}
 	}
 	b.mu.Unlock()
 	for _, d := range ds {
-		d.h.Deliver(d.client, data)
+		d.h.Deliver(d.client, 0, data)
+	}
+	for _, c := range acked {
+		b.mu.Lock()
+		b.deliverAcked(c)
 	}
 	return out, nil
 }

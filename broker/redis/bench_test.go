@@ -34,8 +34,8 @@ func (c *counter) add() {
 	}
 }
 
-func (c *counter) Deliver(string, []byte)     { c.add() }
-func (c *counter) DeliverRoom(string, []byte) { c.add() }
+func (c *counter) Deliver(string, uint64, []byte) { c.add() }
+func (c *counter) DeliverRoom(string, []byte)     { c.add() }
 
 // wait waits until the target is reached, failing the benchmark after a
 // timeout.

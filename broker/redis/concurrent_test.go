@@ -61,11 +61,11 @@ func TestMoveAcrossNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		m, err := nodes[next].Resume(ctx, c, "s", ids[next])
+		r, err := nodes[next].Resume(ctx, c, "s", ids[next], 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mail = append(mail, m...)
+		mail = append(mail, mailData(r)...)
 	}
 	var got [][]byte
 	if !rec.Wait(10*time.Second, func() bool {
@@ -120,7 +120,7 @@ func TestConcurrentUse(t *testing.T) {
 				_ = b.Send(ctx, id, []byte("z"))
 				_ = b.Publish(ctx, s, room, []byte("r"))
 				if i%3 == 0 {
-					_, _ = b.Resume(ctx, id, id, s)
+					_, _ = b.Resume(ctx, id, id, s, 0)
 				}
 				if i%5 == 0 {
 					_ = b.Forget(ctx, id)

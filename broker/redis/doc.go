@@ -113,6 +113,26 @@
 // old server's Handler, which sends them on (see the broker package's
 // contract for servers).
 //
+// # Acknowledged delivery
+//
+// For a client connected with broker.Client.Acked, the client key holds
+// acked=1 and seq, the number of the last message sent to it. The send
+// script numbers each message (HINCRBY) and appends it, as "<seq> <data>",
+// to the client's mail list whether the client is connected or away (so the
+// list, bounded by MailboxSize like any mailbox, is the log of what the
+// client has not acknowledged), and, when connected, appends
+// "<client id>#<seq> <data>" to its server's inbox, whose consumer passes
+// the number to Deliver. Ack and Resume trim the list from the front up to
+// the number given (the numbers in it are consecutive). The cleanup of a
+// dead or unregistered server leaves the numbered entries of its inbox
+// where they are (deleted with the inbox): the mail lists hold them, and
+// the client gets them when it resumes. Reclaim copies the list of a client
+// it takes back into the server's inbox, numbered (the server drops what
+// it delivered already), and recreates a lost client numbering on from the
+// last number its consumer delivered. So whether a server dies before,
+// while or after popping a message, the message stays in the list until
+// the client acknowledges it.
+//
 // # Keys
 //
 // With P the Config.Prefix ("rocket:" by default), a Broker uses:
@@ -121,16 +141,20 @@
 //	P client_ids               string  INCR counter of client ids (decimal)
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
-//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries, and
-//	                                   " <client id> <reason>" kicks (see Users)
+//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries,
+//	                                   "<client id>#<seq> <data>" for clients that acknowledge,
+//	                                   and " <client id> <reason>" kicks (see Users)
 //	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
 //	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
 //	                                   secret: the secret itself is never stored), user (the
 //	                                   user id, only if not empty), away_until
-//	                                   (unix ms, only while away); while away the key expires
-//	                                   at away_until plus a minute, as a safety net
+//	                                   (unix ms, only while away), acked and seq (clients that
+//	                                   acknowledge); while away the key expires at away_until
+//	                                   plus a minute, as a safety net
 //	P mail:<id>                list    mailbox of an away client, oldest first, at most
-//	                                   MailboxSize messages; expires with the client key
+//	                                   MailboxSize messages; expires with the client key. For a
+//	                                   client that acknowledges, its unacknowledged messages,
+//	                                   connected or not, as "<seq> <data>"
 //	P away                     zset    away client id -> away_until
 //	P stats:mail_dropped       string  messages dropped from full mailboxes
 //	P stats:mail_expired       string  messages dropped with expired clients

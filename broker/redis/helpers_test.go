@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/internal/redistest"
 )
 
@@ -147,4 +148,13 @@ func rawInt(t testing.TB, b *Broker, args ...string) int64 {
 		t.Fatalf("%v: %v", args, err)
 	}
 	return n
+}
+
+// mailData returns the data of the mail Resume returned.
+func mailData(r broker.Resumed) [][]byte {
+	var out [][]byte
+	for _, m := range r.Mail {
+		out = append(out, m.Data)
+	}
+	return out
 }

@@ -131,6 +131,7 @@ func (b *Broker) consume(s *server) {
 		}
 		out.ok()
 		bo.reset()
+		var last map[string]uint64 // per acknowledging client, its last number
 		for _, e := range entries {
 			id, data, ok := strings.Cut(e, " ")
 			if !ok {
@@ -141,7 +142,35 @@ func (b *Broker) consume(s *server) {
 				b.kick(s, data)
 				continue
 			}
-			s.h.Deliver(id, []byte(data))
+			var seq uint64
+			if i := strings.IndexByte(id, '#'); i >= 0 { // "<id>#<seq>"
+				if seq, err = strconv.ParseUint(id[i+1:], 10, 64); err != nil {
+					b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(e))
+					continue
+				}
+				id = id[:i]
+				if last == nil {
+					last = make(map[string]uint64)
+				}
+				last[id] = seq
+			}
+			s.h.Deliver(id, seq, []byte(data))
+		}
+		if last != nil {
+			b.delivered(s, last)
+		}
+	}
+}
+
+// delivered records the number of the last message delivered to each
+// acknowledging client of s, for reclaim.
+func (b *Broker) delivered(s *server, last map[string]uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, seq := range last {
+		if h, ok := s.clients[id]; ok && h.seq < seq {
+			h.seq = seq
+			s.clients[id] = h
 		}
 	}
 }
@@ -214,7 +243,7 @@ func (b *Broker) reclaim(ctx context.Context, s *server) error {
 	b.mu.Lock()
 	execs := make([]rueidis.LuaExec, 0, len(s.clients))
 	for id, h := range s.clients {
-		execs = append(execs, rueidis.LuaExec{Args: []string{b.cfg.Prefix, id, s.id, h.hash, h.user}})
+		execs = append(execs, rueidis.LuaExec{Args: []string{b.cfg.Prefix, id, s.id, h.hash, h.user, flag(h.acked), strconv.FormatUint(h.seq, 10)}})
 	}
 	b.mu.Unlock()
 	var status [4]int

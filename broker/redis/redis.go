@@ -205,8 +205,10 @@ type server struct {
 
 // held is what a server keeps of a client it holds, to reclaim it.
 type held struct {
-	hash string // of the session secret
-	user string // the client's user id, if any
+	hash  string // of the session secret
+	user  string // the client's user id, if any
+	acked bool   // the client acknowledges
+	seq   uint64 // number of the last message delivered to it (acked)
 }
 
 // room is the set of local servers subscribed to a room.
@@ -571,10 +573,10 @@ func (b *Broker) NewClientID(ctx context.Context) (string, error) {
 
 // Connect records c on c.Server, which must be registered on this Broker.
 // A record already present under c.ID is replaced and its mail dropped.
-// Client ids must not contain spaces.
+// Client ids must not contain spaces or '#'.
 func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 	op := "connect " + c.ID
-	if c.ID == "" || strings.Contains(c.ID, " ") {
+	if c.ID == "" || strings.ContainsAny(c.ID, " #") {
 		return fmt.Errorf("redis: connect: invalid client id %q", c.ID)
 	}
 	if err := b.enter(ctx, op); err != nil {
@@ -585,11 +587,11 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 		return unknownServer(op, c.Server)
 	}
 	hash := sessionHash(c.Session)
-	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash, c.User).Error(); err != nil {
+	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash, c.User, flag(c.Acked)).Error(); err != nil {
 		return b.fail(op, err)
 	}
 	raise(&b.clientFloor, c.ID)
-	b.hold(s, c.ID, held{hash: hash, user: c.User})
+	b.hold(s, c.ID, held{hash: hash, user: c.User, acked: c.Acked})
 	return nil
 }
 
@@ -607,52 +609,95 @@ func (b *Broker) hold(s *server, clientID string, h held) {
 	}
 }
 
+// flag is a boolean as the scripts take it.
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return ""
+}
+
 // Resume moves the client to serverID, which must be registered on this
 // Broker, if the SHA-256 of session matches the one recorded, and returns
 // its mail oldest first.
-func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string) ([][]byte, error) {
+func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	op := "resume " + clientID
 	if err := b.enter(ctx, op); err != nil {
-		return nil, err
+		return broker.Resumed{}, err
 	}
 	s := b.local(serverID)
 	if s == nil {
-		return nil, unknownServer(op, serverID)
+		return broker.Resumed{}, unknownServer(op, serverID)
 	}
 	hash := sessionHash(session)
-	res, err := b.run(ctx, b.lua.resume, b.cfg.Prefix, clientID, serverID, hash).ToArray()
+	res, err := b.run(ctx, b.lua.resume, b.cfg.Prefix, clientID, serverID, hash, strconv.FormatUint(ack, 10)).ToArray()
 	if err != nil {
-		return nil, b.fail(op, err)
+		return broker.Resumed{}, b.fail(op, err)
 	}
 	status, err := res[0].AsInt64()
 	if err != nil {
-		return nil, b.fail(op, err)
+		return broker.Resumed{}, b.fail(op, err)
 	}
 	switch status {
 	case 0:
-		return nil, fmt.Errorf("redis: %s: %w", op, broker.ErrUnknownClient)
+		return broker.Resumed{}, fmt.Errorf("redis: %s: %w", op, broker.ErrUnknownClient)
 	case 1:
-		return nil, fmt.Errorf("redis: %s: %w", op, broker.ErrBadSession)
+		return broker.Resumed{}, fmt.Errorf("redis: %s: %w", op, broker.ErrBadSession)
 	}
 	raise(&b.clientFloor, clientID)
-	user, err := res[3].ToString()
-	if err != nil {
-		return nil, b.fail(op, err)
-	}
-	b.hold(s, clientID, held{hash: hash, user: user})
-	msgs, err := res[2].ToArray()
-	if err != nil {
-		return nil, b.fail(op, err)
-	}
-	var mail [][]byte
-	if len(msgs) > 0 {
-		mail = make([][]byte, len(msgs))
-		for i := range msgs {
-			str, _ := msgs[i].ToString()
-			mail[i] = []byte(str)
+	var user, acked, last string
+	var msgs []string
+	for i, dst := range []*string{&user, &acked, &last} {
+		if *dst, err = res[3+i].ToString(); err != nil {
+			return broker.Resumed{}, b.fail(op, err)
 		}
 	}
-	return mail, nil
+	if msgs, err = res[2].AsStrSlice(); err != nil {
+		return broker.Resumed{}, b.fail(op, err)
+	}
+	seq, err := strconv.ParseUint(last, 10, 64)
+	if err != nil {
+		return broker.Resumed{}, b.fail(op, fmt.Errorf("last seq %q: %w", last, err))
+	}
+	r := broker.Resumed{Acked: acked == "1"}
+	if len(msgs) > 0 {
+		r.Mail = make([]broker.Mail, len(msgs))
+		for i, m := range msgs {
+			if !r.Acked {
+				r.Mail[i].Data = []byte(m)
+				continue
+			}
+			if r.Mail[i], err = parseMail(m); err != nil {
+				return broker.Resumed{}, b.fail(op, err)
+			}
+		}
+	}
+	b.hold(s, clientID, held{hash: hash, user: user, acked: r.Acked, seq: seq})
+	return r, nil
+}
+
+// parseMail parses "<seq> <data>", an entry of the mailbox of a client that
+// acknowledges.
+func parseMail(e string) (broker.Mail, error) {
+	n, data, ok := strings.Cut(e, " ")
+	seq, err := strconv.ParseUint(n, 10, 64)
+	if !ok || err != nil {
+		return broker.Mail{}, fmt.Errorf("malformed mailbox entry %.40q", e)
+	}
+	return broker.Mail{Seq: seq, Data: []byte(data)}, nil
+}
+
+// Ack drops the messages numbered up to seq from the mailbox of the client,
+// if it acknowledges.
+func (b *Broker) Ack(ctx context.Context, clientID string, seq uint64) error {
+	op := "ack " + clientID
+	if err := b.enter(ctx, op); err != nil {
+		return err
+	}
+	if err := b.run(ctx, b.lua.ack, b.cfg.Prefix, clientID, strconv.FormatUint(seq, 10)).Error(); err != nil {
+		return b.fail(op, err)
+	}
+	return nil
 }
 
 // Disconnect marks the client away if the directory still places it on
@@ -714,7 +759,11 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 	if err != nil {
 		return broker.Client{}, b.fail(op, err)
 	}
-	return broker.Client{ID: clientID, Server: srv, User: user}, nil
+	acked, err := res[3].ToString()
+	if err != nil {
+		return broker.Client{}, b.fail(op, err)
+	}
+	return broker.Client{ID: clientID, Server: srv, User: user, Acked: acked == "1"}, nil
 }
 
 // Send appends data to the inbox of the server holding the client, whose

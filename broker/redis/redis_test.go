@@ -325,7 +325,8 @@ func TestDeadNode(t *testing.T) {
 		}
 	}
 	for c, sess := range clients {
-		mail, err := a.Resume(ctx, c, sess, sa)
+		r, err := a.Resume(ctx, c, sess, sa, 0)
+		mail := mailData(r)
 		if err != nil {
 			t.Fatalf("Resume(%s): %v", c, err)
 		}
@@ -369,7 +370,7 @@ func TestUnregisterMovesInbox(t *testing.T) {
 	// Leftovers, as if sa's consumer had not read them yet, for c1 (to
 	// become away) and c2 (moved to sb meanwhile).
 	inbox := b.cfg.Prefix + "inbox:" + sa
-	if _, err := b.Resume(ctx, c2, c2, sb); err != nil {
+	if _, err := b.Resume(ctx, c2, c2, sb, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Stop sa's goroutines without unregistering, then leave messages.
@@ -387,7 +388,8 @@ func TestUnregisterMovesInbox(t *testing.T) {
 	if err := b.Send(ctx, c1, []byte("new0")); err != nil {
 		t.Fatal(err)
 	}
-	mail, err := b.Resume(ctx, c1, c1, sb)
+	r, err := b.Resume(ctx, c1, c1, sb, 0)
+	mail := mailData(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +449,7 @@ func TestReclaim(t *testing.T) {
 		}
 	}
 	rawDo(t, b, "DEL", prefix+"client:"+missing)
-	if _, err := b.Resume(ctx, moved, "s"+moved, sb); err != nil {
+	if _, err := b.Resume(ctx, moved, "s"+moved, sb, 0); err != nil {
 		t.Fatal(err)
 	}
 	// expired: its session timed out meanwhile.
@@ -471,7 +473,7 @@ func TestReclaim(t *testing.T) {
 			return err == nil && rec.Server == sa
 		})
 		// The session hash was kept or recreated.
-		if _, err := a.Resume(ctx, c, "s"+c, sa); err != nil {
+		if _, err := a.Resume(ctx, c, "s"+c, sa, 0); err != nil {
 			t.Fatalf("Resume(%s): %v", c, err)
 		}
 		if rawInt(t, b, "SISMEMBER", prefix+"server:"+sa+":clients", c) != 1 {
@@ -578,7 +580,7 @@ func TestSessionNotStored(t *testing.T) {
 	if got != sessionHash(secret) || strings.Contains(got, secret) {
 		t.Fatalf("stored session %q", got)
 	}
-	if _, err := b.Resume(ctx, "7", secret+"x", s); !errors.Is(err, broker.ErrBadSession) {
+	if _, err := b.Resume(ctx, "7", secret+"x", s, 0); !errors.Is(err, broker.ErrBadSession) {
 		t.Fatalf("Resume with a wrong secret: %v", err)
 	}
 }

@@ -100,7 +100,7 @@ func TestRedisRestart(t *testing.T) {
 		{"NewClientID", func(ctx context.Context) error { _, err := a.NewClientID(ctx); return err }},
 		{"RegisterServer", func(ctx context.Context) error { _, err := a.RegisterServer(ctx, new(brokertest.Recorder)); return err }},
 		{"Connect", func(ctx context.Context) error { return a.Connect(ctx, broker.Client{ID: "999", Server: sa}) }},
-		{"Resume", func(ctx context.Context) error { _, err := a.Resume(ctx, c, "s", sa); return err }},
+		{"Resume", func(ctx context.Context) error { _, err := a.Resume(ctx, c, "s", sa, 0); return err }},
 		{"Disconnect", func(ctx context.Context) error { return a.Disconnect(ctx, "999", sa) }},
 		{"Forget", func(ctx context.Context) error { return a.Forget(ctx, "999") }},
 		{"Stats", func(ctx context.Context) error { _, err := a.Stats(ctx); return err }},

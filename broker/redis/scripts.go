@@ -68,20 +68,21 @@ end
 const luaState = `
 -- state returns the server of a client, '' and its away_until when it is
 -- away, or nil when it is unknown or expired (an expired client is
--- forgotten, its mail counted).
+-- forgotten, its mail counted); and, third, whether it acknowledges.
 local function state(id, now)
-  local f = redis.call('HMGET', client_key(id), 'server', 'away_until')
+  local f = redis.call('HMGET', client_key(id), 'server', 'away_until', 'acked')
   local srv = f[1]
   if not srv then return nil end
+  local acked = f[3] == '1'
   if srv == '' then
     local au = tonumber(f[2])
     if not au or au <= now then
       expire(id)
       return nil
     end
-    return '', au
+    return '', au, acked
   end
-  return srv
+  return srv, nil, acked
 end
 `
 
@@ -101,9 +102,9 @@ end
 `
 
 const luaBoundMail = `
--- bound_mail keeps the newest size messages of an away client's mailbox,
--- counts the others as dropped, and makes the mailbox expire with the
--- client.
+-- bound_mail keeps the newest size messages of a client's mailbox, counts
+-- the others as dropped, and, when the client is away until au, makes the
+-- mailbox expire with the client.
 local function bound_mail(id, size, au)
   local mk = mail_key(id)
   local n = redis.call('LLEN', mk)
@@ -111,7 +112,45 @@ local function bound_mail(id, size, au)
     redis.call('LTRIM', mk, n - size, -1)
     redis.call('INCRBY', P .. 'stats:mail_dropped', n - size)
   end
-  redis.call('PEXPIREAT', mk, int(au + GRACE))
+  if au then redis.call('PEXPIREAT', mk, int(au + GRACE)) end
+end
+`
+
+const luaDeliver = `
+-- deliver sends data to client id, held by srv ('' when away until au):
+-- to srv's inbox, or to the mailbox when away. The message of a client
+-- that acknowledges (acked) is numbered and kept in its mailbox as
+-- "<seq> <data>" in any case, and its inbox entry is "<id>#<seq> <data>".
+-- Returns 1 (inbox) or 2 (mailbox only).
+local function deliver(id, srv, au, acked, data, size)
+  if acked then
+    local seq = int(redis.call('HINCRBY', client_key(id), 'seq', 1))
+    redis.call('RPUSH', mail_key(id), seq .. ' ' .. data)
+    bound_mail(id, size, au)
+    if srv == '' then return 2 end
+    redis.call('RPUSH', inbox_key(srv), id .. '#' .. seq .. ' ' .. data)
+    return 1
+  end
+  if srv == '' then
+    redis.call('RPUSH', mail_key(id), data)
+    bound_mail(id, size, au)
+    return 2
+  end
+  redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
+  return 1
+end
+`
+
+const luaAckMail = `
+-- ack_mail drops the messages numbered up to seq from the mailbox of a
+-- client that acknowledges. Its entries are "<seq> <data>" with
+-- consecutive numbers (only the oldest are ever removed).
+local function ack_mail(id, seq)
+  local mk = mail_key(id)
+  local head = redis.call('LINDEX', mk, 0)
+  if not head then return end
+  local n = seq - tonumber(string.match(head, '^%d+')) + 1
+  if n > 0 then redis.call('LTRIM', mk, n, -1) end
 end
 `
 
@@ -125,6 +164,7 @@ local function take_client(id, old, sid)
   redis.call('HDEL', ck, 'away_until')
   redis.call('ZREM', AWAY, id)
   redis.call('PERSIST', ck)
+  redis.call('PERSIST', mail_key(id))
   redis.call('SADD', set_key(sid), id)
 end
 `
@@ -166,7 +206,7 @@ return added
 `
 
 // luaConnect: ARGV prefix, client id, server id, session hash, user id
-// (may be empty).
+// (may be empty), '1' when the client acknowledges or ”.
 const luaConnect = `
 local id, sid, uid = ARGV[2], ARGV[3], ARGV[5]
 local ck = client_key(id)
@@ -177,6 +217,7 @@ if ouid and ouid ~= '' and ouid ~= uid then redis.call('SREM', user_key(ouid), i
 redis.call('DEL', ck, mail_key(id))
 redis.call('ZREM', AWAY, id)
 redis.call('HSET', ck, 'server', sid, 'session', ARGV[4])
+if ARGV[6] == '1' then redis.call('HSET', ck, 'acked', '1', 'seq', '0') end
 if uid ~= '' then
   redis.call('HSET', ck, 'user', uid)
   redis.call('SADD', user_key(uid), id)
@@ -185,19 +226,34 @@ redis.call('SADD', set_key(sid), id)
 return 1
 `
 
-// luaResume: ARGV prefix, client id, server id, session hash.
-// Returns {0} unknown, {1} bad session, {2, old server, mail, user id}.
+// luaResume: ARGV prefix, client id, server id, session hash, ack.
+// Returns {0} unknown, {1} bad session, {2, old server, mail, user id,
+// acked ('1' or ”), last seq}. The mail of a client that acknowledges
+// is kept (entries "<seq> <data>" above ack); of one that does not,
+// removed.
 const luaResume = `
 local id, sid = ARGV[2], ARGV[3]
-local srv = state(id, now_ms())
+local srv, _, acked = state(id, now_ms())
 if not srv then return {0} end
-local f = redis.call('HMGET', client_key(id), 'session', 'user')
+local f = redis.call('HMGET', client_key(id), 'session', 'user', 'seq')
 if f[1] ~= ARGV[4] then return {1} end
 take_client(id, srv, sid)
 local mk = mail_key(id)
+if acked then
+  ack_mail(id, tonumber(ARGV[5]))
+  return {2, srv, redis.call('LRANGE', mk, 0, -1), f[2] or '', '1', f[3] or '0'}
+end
 local mail = redis.call('LRANGE', mk, 0, -1)
 redis.call('DEL', mk)
-return {2, srv, mail, f[2] or ''}
+return {2, srv, mail, f[2] or '', '', '0'}
+`
+
+// luaAck: ARGV prefix, client id, seq. Drops the messages numbered up to
+// seq from the mailbox of a client that acknowledges.
+const luaAck = `
+local id = ARGV[2]
+if redis.call('HGET', client_key(id), 'acked') == '1' then ack_mail(id, tonumber(ARGV[3])) end
+return 1
 `
 
 // luaDisconnect: ARGV prefix, client id, server id, mailbox TTL (ms).
@@ -224,33 +280,29 @@ return 0
 `
 
 // luaLookup: ARGV prefix, client id. Returns {0} unknown or {1, server,
-// user id}.
+// user id, acked ('1' or ”)}.
 const luaLookup = `
-local srv = state(ARGV[2], now_ms())
+local srv, _, acked = state(ARGV[2], now_ms())
 if not srv then return {0} end
-return {1, srv, redis.call('HGET', client_key(ARGV[2]), 'user') or ''}
+return {1, srv, redis.call('HGET', client_key(ARGV[2]), 'user') or '', acked and '1' or ''}
 `
 
 // luaSend: ARGV prefix, mailbox size, then a client id and a message for
 // each message of the batch, in order. Each message goes to the inbox of the
-// server holding its client, or to the client's mailbox when it is away.
-// Returns a status per message: 0 unknown client, 1 inbox, 2 mailbox.
+// server holding its client, or to the client's mailbox when it is away
+// (see deliver). Returns a status per message: 0 unknown client, 1 inbox,
+// 2 mailbox.
 const luaSend = `
 local now = now_ms()
 local size = tonumber(ARGV[2])
 local res = {}
 for i = 3, #ARGV, 2 do
-  local id, data = ARGV[i], ARGV[i + 1]
-  local srv, au = state(id, now)
+  local id = ARGV[i]
+  local srv, au, acked = state(id, now)
   if not srv then
     res[#res + 1] = 0
-  elseif srv ~= '' then
-    redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
-    res[#res + 1] = 1
   else
-    redis.call('RPUSH', mail_key(id), data)
-    bound_mail(id, size, au)
-    res[#res + 1] = 2
+    res[#res + 1] = deliver(id, srv, au, acked, ARGV[i + 1], size)
   end
 end
 return res
@@ -288,7 +340,8 @@ return redis.call('ZRANGEBYSCORE', SERVERS, '-inf', '(' .. int(before), 'LIMIT',
 // Removes a server: every client it holds goes away, the messages left in
 // its inbox move to where their clients are now (before the mail of an away
 // client: they were sent before it went away; at the end of another server's
-// inbox otherwise), its inbox and set are deleted. In 'reap' mode it does
+// inbox otherwise), except those of clients that acknowledge (their
+// mailboxes hold them already), its inbox and set are deleted. In 'reap' mode it does
 // nothing unless the server's heartbeat is still older than dead after, and
 // only the script that removes the server from the servers set goes on, so
 // two reapers never both clean up. Its presence entries are removed and
@@ -321,8 +374,13 @@ for _, e in ipairs(entries) do
   local sp = string.find(e, ' ', 1, true)
   if sp then
     local id = string.sub(e, 1, sp - 1)
-    ids[#ids + 1] = id
-    data[#data + 1] = string.sub(e, sp + 1)
+    local hash = string.find(id, '#', 1, true)
+    if hash then
+      id = string.sub(id, 1, hash - 1)
+    else
+      ids[#ids + 1] = id
+      data[#data + 1] = string.sub(e, sp + 1)
+    end
     if where[id] == nil then
       local srv, au = state(id, now)
       if srv == sid then
@@ -356,23 +414,27 @@ return {1, away, moved, gone}
 `
 
 // luaReclaim: ARGV prefix, client id, server id, session hash, user id
-// (may be empty).
+// (may be empty), '1' when the client acknowledges or ”, the number of
+// the last message the server delivered to it.
 //
 // Run by a server that finds it was reaped while alive, for each client it
 // holds: an away client becomes the server's again and its mail moves to
-// the server's inbox, in order; a missing (or expired) client is recreated;
-// a client held by another server, or under another session, is left.
+// the server's inbox, in order (the mail of a client that acknowledges is
+// copied there, numbered, and stays kept); a missing (or expired) client
+// is recreated, numbering on from the last message delivered; a client
+// held by another server, or under another session, is left.
 // Returns {status, messages moved}: status 0 left, 1 recreated, 2 taken
 // back from away, 3 still the server's.
 const luaReclaim = `
 local id, sid, hash, uid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 raise_counter('client_ids', id)
 local ck = client_key(id)
-local srv = state(id, now_ms())
+local srv, _, acked = state(id, now_ms())
 if not srv then
   redis.call('DEL', ck, mail_key(id))
   redis.call('ZREM', AWAY, id)
   redis.call('HSET', ck, 'server', sid, 'session', hash)
+  if ARGV[6] == '1' then redis.call('HSET', ck, 'acked', '1', 'seq', ARGV[7]) end
   if uid ~= '' then
     redis.call('HSET', ck, 'user', uid)
     redis.call('SADD', user_key(uid), id)
@@ -390,6 +452,13 @@ take_client(id, srv, sid)
 local mk = mail_key(id)
 local mail = redis.call('LRANGE', mk, 0, -1)
 local ik = inbox_key(sid)
+if acked then
+  for _, m in ipairs(mail) do
+    local sp = string.find(m, ' ', 1, true)
+    redis.call('RPUSH', ik, id .. '#' .. string.sub(m, 1, sp - 1) .. ' ' .. string.sub(m, sp + 1))
+  end
+  return {2, #mail}
+end
 for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. ' ' .. m) end
 redis.call('DEL', mk)
 return {2, #mail}
@@ -397,11 +466,12 @@ return {2, #mail}
 
 // scripts are the Broker's Lua scripts.
 type scripts struct {
-	nextClientID, register, heartbeat                 *rueidis.Lua
-	connect, resume, disconnect, forget, lookup, send *rueidis.Lua
-	sweep, deadServers, cleanup, reclaim              *rueidis.Lua
-	presenceAdd, presenceRemove                       *rueidis.Lua
-	userClients, sendUser, forgetUser                 *rueidis.Lua
+	nextClientID, register, heartbeat                *rueidis.Lua
+	connect, resume, ack, disconnect, forget, lookup *rueidis.Lua
+	send                                             *rueidis.Lua
+	sweep, deadServers, cleanup, reclaim             *rueidis.Lua
+	presenceAdd, presenceRemove                      *rueidis.Lua
+	userClients, sendUser, forgetUser                *rueidis.Lua
 }
 
 // newScripts returns the scripts and their sources, to be loaded by New.
@@ -417,11 +487,12 @@ func newScripts() (*scripts, []string) {
 		register:     mk(luaRegister, luaNow, luaInt),
 		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
 		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaKeys, luaExpire, luaState, luaTakeClient),
+		resume:       mk(luaResume, luaNow, luaKeys, luaExpire, luaState, luaTakeClient, luaAckMail),
+		ack:          mk(luaAck, luaKeys, luaAckMail),
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),
 		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
-		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaBoundMail),
+		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaBoundMail, luaDeliver),
 		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
 		deadServers:  mk(luaDeadServers, luaNow, luaInt),
 		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaBoundMail, luaPresence, luaDropPresence),
@@ -433,7 +504,7 @@ func newScripts() (*scripts, []string) {
 	// Users (users.go).
 	userHelpers := []string{luaNow, luaInt, luaKeys, luaExpire, luaState, luaUserClients}
 	s.userClients = mk(luaUserClientsList, userHelpers...)
-	s.sendUser = mk(luaSendUser, append(userHelpers, luaBoundMail)...)
+	s.sendUser = mk(luaSendUser, append(userHelpers, luaBoundMail, luaDeliver)...)
 	s.forgetUser = mk(luaForgetUser, userHelpers...)
 	return s, srcs
 }

@@ -32,14 +32,15 @@ import (
 // luaUserClients needs luaBase, luaNow, luaKeys, luaExpire and luaState.
 const luaUserClients = `
 -- user_clients returns the live clients of user uid as a list of {id,
--- server ('' when away), away_until}, removing stale ids from the set.
+-- server ('' when away), away_until (nil when connected), acked},
+-- removing stale ids from the set.
 local function user_clients(uid, now)
   local uk = user_key(uid)
   local out = {}
   for _, id in ipairs(redis.call('SMEMBERS', uk)) do
-    local srv, au = state(id, now)
+    local srv, au, acked = state(id, now)
     if srv and redis.call('HGET', client_key(id), 'user') == uid then
-      out[#out + 1] = {id, srv, au}
+      out[#out + 1] = {id, srv, au, acked}
     else
       redis.call('SREM', uk, id)
     end
@@ -49,33 +50,31 @@ end
 `
 
 // luaUserClientsList: ARGV prefix, user id. Returns {client id, server,
-// ...} for each live client of the user (an empty server when away).
+// acked, ...} for each live client of the user (an empty server when
+// away; acked '1' or ”).
 const luaUserClientsList = `
 local res = {}
 for _, c in ipairs(user_clients(ARGV[2], now_ms())) do
   res[#res + 1] = c[1]
   res[#res + 1] = c[2]
+  res[#res + 1] = c[4] and '1' or ''
 end
 return res
 `
 
 // luaSendUser: ARGV prefix, mailbox size, from server id, user id, data.
-// Appends data to the inbox of the server of each live client of the user
-// but those on from, or to its mailbox when it is away. Returns {client
-// id, server, ...} for every live client of the user.
+// Delivers data (see deliver) to each live client of the user but those
+// on from that do not acknowledge. Returns {client id, server, acked,
+// ...} for every live client of the user.
 const luaSendUser = `
 local size, from, data = tonumber(ARGV[2]), ARGV[3], ARGV[5]
 local res = {}
 for _, c in ipairs(user_clients(ARGV[4], now_ms())) do
-  local id, srv, au = c[1], c[2], c[3]
-  if srv == '' then
-    redis.call('RPUSH', mail_key(id), data)
-    bound_mail(id, size, au)
-  elseif srv ~= from then
-    redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
-  end
+  local id, srv, au, acked = c[1], c[2], c[3], c[4]
+  if acked or srv == '' or srv ~= from then deliver(id, srv, au, acked, data, size) end
   res[#res + 1] = id
   res[#res + 1] = srv
+  res[#res + 1] = acked and '1' or ''
 end
 return res
 `
@@ -84,7 +83,7 @@ return res
 // of the user (hash, mail, away entry, server set) and appends a kick entry
 // "<space><client id> <reason>" to the inbox of the server of each
 // connected one; deletes the user's set. Returns {client id, server, ...}
-// for the clients forgotten.
+// for the clients forgotten (and acked, '1' or ”).
 const luaForgetUser = `
 local uid, reason = ARGV[2], ARGV[3]
 local res = {}
@@ -98,6 +97,7 @@ for _, c in ipairs(user_clients(uid, now_ms())) do
   redis.call('ZREM', AWAY, id)
   res[#res + 1] = id
   res[#res + 1] = srv
+  res[#res + 1] = c[4] and '1' or ''
 end
 redis.call('DEL', user_key(uid))
 return res
@@ -114,7 +114,8 @@ func (b *Broker) UserClients(ctx context.Context, userID string) ([]broker.Clien
 }
 
 // SendUser appends data, in one script, to the inbox of the server of each
-// client of userID but those on from, and to the mailbox of each away one.
+// client of userID but those on from that do not acknowledge, and to the
+// mailbox of each away one (and of each one that acknowledges).
 // A nil error means Redis accepted the message for every client returned.
 func (b *Broker) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
 	op := "send to user " + userID
@@ -150,18 +151,19 @@ func (b *Broker) ForgetUser(ctx context.Context, userID, reason string) ([]broke
 	return forgotten, nil
 }
 
-// userScript decodes the {client id, server, ...} answer of a user script.
+// userScript decodes the {client id, server, acked, ...} answer of a user
+// script.
 func (b *Broker) userScript(op, userID string, r rueidis.RedisResult) ([]broker.Client, error) {
 	flat, err := r.AsStrSlice()
 	if err != nil {
 		return nil, b.fail(op, err)
 	}
-	if len(flat)%2 != 0 {
-		return nil, b.fail(op, fmt.Errorf("script answered %d strings, want pairs", len(flat)))
+	if len(flat)%3 != 0 {
+		return nil, b.fail(op, fmt.Errorf("script answered %d strings, want triples", len(flat)))
 	}
-	out := make([]broker.Client, 0, len(flat)/2)
-	for i := 0; i < len(flat); i += 2 {
-		out = append(out, broker.Client{ID: flat[i], Server: flat[i+1], User: userID})
+	out := make([]broker.Client, 0, len(flat)/3)
+	for i := 0; i < len(flat); i += 3 {
+		out = append(out, broker.Client{ID: flat[i], Server: flat[i+1], User: userID, Acked: flat[i+2] == "1"})
 	}
 	return out, nil
 }

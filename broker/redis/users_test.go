@@ -68,7 +68,8 @@ func TestUsersDeadNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"1", "2"} {
-		mail, err := a.Resume(ctx, id, "s"+id, sa)
+		r, err := a.Resume(ctx, id, "s"+id, sa, 0)
+		mail := mailData(r)
 		if err != nil {
 			t.Fatalf("Resume(%s): %v", id, err)
 		}

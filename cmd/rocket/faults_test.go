@@ -17,30 +17,33 @@ import (
 )
 
 // TestClusterNodeKilledUnderTraffic: senders on node a whisper without
-// pause to receivers on node b, and node b dies (kill -9) in the middle of
-// it. The senders go on through the death and the cleanup; then the
-// receivers resume on node a. For each whisper the server accepted (an ok
-// reply):
-//
-//   - none is delivered twice, and those from one sender to one receiver
-//     arrive in the order sent;
-//   - every whisper sent after node b was dead is delivered (from the
-//     dead node's inbox or the mailbox, by the cleanup);
-//   - whispers accepted before the kill may be lost only if node b had
-//     taken them from its inbox and not got them to the receiver when it
-//     died (at most once for a node's in-flight output, see docs/design.md).
+// pause to receivers on node b, which acknowledge their messages
+// (?acks=1), and node b dies (kill -9) in the middle of it. One receiver
+// resumes on node a at once, before the cluster has noticed the death;
+// the senders go on through the death and the cleanup; then the other
+// receivers resume on node a too, each giving the number of the last
+// message it received. Every whisper the server accepted (an ok reply)
+// reaches its receiver: those the dead node had taken from its inbox or
+// written toward the socket come again from the mailbox. Receivers drop
+// the numbers they have had (the messages received but not yet
+// acknowledged when the node died); after that, each whisper arrives
+// once, numbers have no gap, and the whispers of one sender arrive in the
+// order sent.
 func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	rs := redistest.Start(t)
 	// Mailboxes big enough for everything sent while the receivers are
-	// away: none of it is dropped for space.
+	// away or not acknowledging: none of it is dropped for space.
 	env := []string{"ROCKET_REDIS_URL=" + rs.URL, "ROCKET_HEARTBEAT_INTERVAL=100ms", "ROCKET_COMMAND_RATE=-1", "ROCKET_MAILBOX_SIZE=100000"}
 	a := startProc(t, env...)
 	b := startProc(t, env...)
 
 	const nReceivers, nSenders = 3, 4
-	var receivers []*tapped
+	var receivers []*receiver
 	for range nReceivers {
-		receivers = append(receivers, tap(t, dialClient(t, "ws://"+b.ws+"/")))
+		c := dialClient(t, "ws://"+b.ws+"/?acks=1")
+		r := &receiver{id: c.id, session: c.session}
+		r.listen(t, c.c)
+		receivers = append(receivers, r)
 	}
 	var senders []*wsClient
 	for range nSenders {
@@ -50,7 +53,9 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	var killed atomic.Bool // set once node b has exited
 	var stop atomic.Bool
 	var mu sync.Mutex
-	accepted := map[string]bool{} // text -> sent after node b was dead
+	accepted := map[string]*receiver{} // text -> its receiver
+	beforeKill := map[string]bool{}    // texts accepted before node b died
+	var afterKill atomic.Int64
 	var wg sync.WaitGroup
 	for s, sender := range senders {
 		wg.Go(func() {
@@ -62,8 +67,14 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 					t.Errorf("sender %d: whisper %d: %v", s, seq, err)
 					return
 				}
+				if after {
+					afterKill.Add(1)
+				}
 				mu.Lock()
-				accepted[text] = after
+				accepted[text] = to
+				if !after {
+					beforeKill[text] = true
+				}
 				mu.Unlock()
 			}
 		})
@@ -85,14 +96,20 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	for _, r := range receivers {
 		<-r.done // the connection ends with the process
 	}
+	before := make([]int, nReceivers)
+	for i, r := range receivers {
+		before[i] = r.count()
+	}
+	early, late := receivers[0], receivers[1:]
+	early.resume(t, a.ws)
 
-	// The cleanup marks the receivers away; the senders keep going.
+	// The cleanup marks the other receivers away; the senders keep going.
 	obs, err := redis.New(context.Background(), redis.Config{URL: rs.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer obs.Close()
-	for _, r := range receivers {
+	for _, r := range late {
 		var c broker.Client
 		var err error
 		pollUntil(t, deadline, func() bool {
@@ -114,109 +131,131 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 		func() string { return fmt.Sprintf("only %d whispers accepted after the cleanup", more()) })
 	stopSenders()
 
-	// The receivers resume on node a and get their mail, then the ones
-	// sent live; an echo marks the end (nothing after it is a duplicate
-	// in flight).
-	received := map[string]int{}
-	for _, r := range receivers {
-		r2 := dialClient(t, "ws://"+a.ws+"/?session="+r.session)
-		if r2.id != r.id || !r2.resumed {
-			t.Fatalf("resumed as %s (resumed %v), want %s", r2.id, r2.resumed, r.id)
+	for _, r := range late {
+		r.resume(t, a.ws)
+	}
+	want := map[*receiver]int{}
+	for _, r := range accepted {
+		want[r]++
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for i, r := range receivers {
+		pollUntil(t, deadline, func() bool { return r.count() >= want[r] },
+			func() string { return fmt.Sprintf("receiver %s got %d of its %d whispers", r.id, r.count(), want[r]) })
+		r.mu.Lock()
+		again := 0 // accepted before the kill, received only after resuming
+		for _, text := range r.texts[before[i]:] {
+			if beforeKill[text] {
+				again++
+			}
 		}
-		write(t, r2.c, `{"ref":"end","Echo.echo":1}`)
-		var after []string
-		for {
-			var f struct {
-				Ref     string
-				Whisper *struct{ Text string } `json:"Chat.whisper"`
-			}
-			readJSON(t, r2.c, &f)
-			if f.Ref == "end" {
-				break
-			}
-			if f.Whisper == nil {
-				t.Fatalf("receiver %s: unexpected frame %+v", r.id, f)
-			}
-			after = append(after, f.Whisper.Text)
+		t.Logf("receiver %s: %d whispers before the kill, %d in all; %d accepted before the kill came after resuming; %d numbers received twice and dropped",
+			r.id, before[i], len(r.texts), again, r.dups)
+		for _, g := range r.gaps {
+			t.Errorf("receiver %s: %s", r.id, g)
 		}
-		all := append(r.texts(), after...)
-		checkOrder(t, r.id, all)
-		for _, text := range all {
+		checkOrder(t, r.id, r.texts)
+		received := map[string]int{}
+		for _, text := range r.texts {
 			received[text]++
 		}
-		t.Logf("receiver %s: %d whispers before the kill, %d after resuming", r.id, r.count(), len(after))
-	}
-	for text, n := range received {
-		if n != 1 {
-			t.Errorf("whisper %q delivered %d times", text, n)
+		r.mu.Unlock()
+		for text, k := range received {
+			if k != 1 {
+				t.Errorf("receiver %s: whisper %q delivered %d times under different numbers", r.id, text, k)
+			}
+			if accepted[text] != r {
+				t.Errorf("receiver %s: whisper %q delivered but never accepted for it", r.id, text)
+			}
 		}
-		if _, ok := accepted[text]; !ok {
-			t.Errorf("whisper %q delivered but never accepted", text)
-		}
-	}
-	lost, afterKill := 0, 0
-	for text, after := range accepted {
-		if after {
-			afterKill++
-		}
-		if received[text] > 0 {
-			continue
-		}
-		if after {
-			t.Errorf("whisper %q, accepted after node b was dead, never delivered", text)
-		} else {
-			lost++
+		for text, to := range accepted {
+			if to == r && received[text] == 0 {
+				t.Errorf("receiver %s: whisper %q accepted but never delivered", r.id, text)
+			}
 		}
 	}
-	t.Logf("%d whispers accepted, %d of them after the kill; %d accepted before the kill lost in node b's in-flight output", len(accepted), afterKill, lost)
-	if lost > 100 {
-		t.Errorf("%d whispers lost: more than a node's in-flight output", lost)
-	}
+	t.Logf("%d whispers accepted, %d of them after the kill; every one delivered", len(accepted), afterKill.Load())
 }
 
-// tapped is a client whose frames a goroutine reads and records, until
-// its connection ends.
-type tapped struct {
-	*wsClient
-	done chan struct{}
+// receiver is a client that acknowledges its messages, across its
+// connections: a goroutine reads each connection's frames and records the
+// whispers until the connection ends.
+type receiver struct {
+	id, session string
+	done        chan struct{} // closed when the current connection's reader returns
 
-	mu       sync.Mutex
-	whispers []string
+	mu    sync.Mutex
+	seq   uint64   // number of the last message received
+	texts []string // whispers received, without the numbers received twice
+	dups  int      // messages dropped for a number received already
+	gaps  []string // numbers that skipped some
 }
 
-func tap(t *testing.T, c *wsClient) *tapped {
-	r := &tapped{wsClient: c, done: make(chan struct{})}
+// ackEvery is how many messages a receiver gets between two acks: the
+// last few before the kill stay unacknowledged, as with a real client.
+const ackEvery = 10
+
+// listen starts reading c.
+func (r *receiver) listen(t *testing.T, c *websocket.Conn) {
+	r.done = make(chan struct{})
+	done := r.done
 	go func() {
-		defer close(r.done)
+		defer close(done)
 		for {
-			_, data, err := c.c.Read(context.Background())
+			_, data, err := c.Read(context.Background())
 			if err != nil {
 				return
 			}
 			var f struct {
-				Whisper *struct{ Text string } `json:"Chat.whisper"`
+				Seq     uint64
+				Message *struct {
+					Whisper *struct{ Text string } `json:"Chat.whisper"`
+				}
 			}
-			if json.Unmarshal(data, &f) == nil && f.Whisper != nil {
-				r.mu.Lock()
-				r.whispers = append(r.whispers, f.Whisper.Text)
-				r.mu.Unlock()
+			if json.Unmarshal(data, &f) != nil || f.Message == nil || f.Message.Whisper == nil {
+				continue
+			}
+			r.mu.Lock()
+			switch {
+			case f.Seq <= r.seq:
+				r.dups++
+			default:
+				if f.Seq != r.seq+1 {
+					r.gaps = append(r.gaps, fmt.Sprintf("message %d after %d", f.Seq, r.seq))
+				}
+				r.seq = f.Seq
+				r.texts = append(r.texts, f.Message.Whisper.Text)
+			}
+			seq := r.seq
+			r.mu.Unlock()
+			if seq%ackEvery == 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = c.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf(`{"ack":%d}`, seq)))
+				cancel()
 			}
 		}
 	}()
-	t.Cleanup(func() { c.c.CloseNow(); <-r.done })
-	return r
+	t.Cleanup(func() { c.CloseNow(); <-done })
 }
 
-func (r *tapped) count() int {
+// resume connects to the node at wsAddr with the receiver's session and
+// last number, and listens.
+func (r *receiver) resume(t *testing.T, wsAddr string) {
+	t.Helper()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.whispers)
+	seq := r.seq
+	r.mu.Unlock()
+	c := dialClient(t, fmt.Sprintf("ws://%s/?acks=1&ack=%d&session=%s", wsAddr, seq, r.session))
+	if c.id != r.id || !c.resumed {
+		t.Fatalf("resumed as %s (resumed %v), want %s", c.id, c.resumed, r.id)
+	}
+	r.listen(t, c.c)
 }
 
-func (r *tapped) texts() []string {
+func (r *receiver) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.whispers...)
+	return len(r.texts)
 }
 
 // checkOrder checks that the whispers of each sender ("<sender> <seq>")

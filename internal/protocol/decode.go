@@ -129,6 +129,30 @@ func (d *decoder) decodeFrame(frame []byte, dst []Command) ([]Command, error) {
 	return dst, nil
 }
 
+// ParseSeq parses a message number as an "ack" carries it: a JSON integer
+// from 0 to the largest uint64, without sign, fraction or exponent.
+func ParseSeq(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 20 || len(v) > 1 && v[0] == '0' {
+		return 0, false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	return n, err == nil
+}
+
+// shortValue quotes the start of a JSON value for an error message.
+func shortValue(v []byte) string {
+	const max = 24
+	if len(v) > max {
+		return string(v[:max]) + "..."
+	}
+	return string(v)
+}
+
 // isSpace reports whether c is JSON whitespace.
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
@@ -176,7 +200,7 @@ func (d *decoder) decodeObject(dst []Command, first int) ([]Command, *Error) {
 		return dst, d.syntaxError(err)
 	}
 	var ref []byte
-	hasRef := false
+	hasRef, hasAck := false, false
 	for {
 		if dec.PeekKind() == '}' {
 			if _, err := dec.ReadToken(); err != nil {
@@ -210,6 +234,24 @@ func (d *decoder) decodeObject(dst []Command, first int) ([]Command, *Error) {
 			dst = append(dst, Command{Name: name, Args: args})
 			continue
 		}
+		if string(key) == Ack {
+			if hasAck {
+				return dst, badFrame("duplicate \"ack\" in an object")
+			}
+			hasAck = true
+			if len(dst)-first >= d.lim.MaxCommands {
+				return dst, &Error{Code: CodeTooLarge, Message: "frame carries more than " + strconv.Itoa(d.lim.MaxCommands) + " commands"}
+			}
+			v, err := dec.ReadValue()
+			if err != nil {
+				return dst, d.syntaxError(err)
+			}
+			if _, ok := ParseSeq(v); !ok {
+				return dst, badFrame("\"ack\" must be a message number (an integer from 0 to 18446744073709551615), not " + shortValue(v))
+			}
+			dst = append(dst, Command{Name: Ack, Args: v})
+			continue
+		}
 		if string(key) != "ref" {
 			return dst, badFrame("unknown reserved key " + quoteKey(key))
 		}
@@ -231,7 +273,9 @@ func (d *decoder) decodeObject(dst []Command, first int) ([]Command, *Error) {
 	}
 	if ref != nil {
 		for i := start; i < len(dst); i++ {
-			dst[i].Ref = ref
+			if dst[i].Name != Ack {
+				dst[i].Ref = ref
+			}
 		}
 	}
 	return dst, nil

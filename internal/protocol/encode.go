@@ -1,11 +1,18 @@
 package protocol
 
-import "github.com/go-json-experiment/json/jsontext"
+import (
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
 
 // AppendWelcome appends the welcome frame sent first on every connection:
 //
 //	{"welcome":{"client":"<client>","server":"<server>","session":"<session>","resumed":false}}
-func AppendWelcome(dst []byte, client, server, session string, resumed bool) []byte {
+//
+// with "acks":true after "resumed" when acks is set (the connection's
+// directed messages are numbered; see [AppendNumbered]).
+func AppendWelcome(dst []byte, client, server, session string, resumed, acks bool) []byte {
 	dst = append(dst, `{"welcome":{"client":`...)
 	dst = appendString(dst, client)
 	dst = append(dst, `,"server":`...)
@@ -13,11 +20,26 @@ func AppendWelcome(dst []byte, client, server, session string, resumed bool) []b
 	dst = append(dst, `,"session":`...)
 	dst = appendString(dst, session)
 	if resumed {
-		dst = append(dst, `,"resumed":true}}`...)
+		dst = append(dst, `,"resumed":true`...)
 	} else {
-		dst = append(dst, `,"resumed":false}}`...)
+		dst = append(dst, `,"resumed":false`...)
 	}
-	return dst
+	if acks {
+		dst = append(dst, `,"acks":true`...)
+	}
+	return append(dst, `}}`...)
+}
+
+// AppendNumbered appends a directed message numbered seq for a client
+// that acknowledges:
+//
+//	{"seq":<seq>,"message":<message>}
+func AppendNumbered(dst []byte, seq uint64, message []byte) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"message":`...)
+	dst = appendRaw(dst, message)
+	return append(dst, '}')
 }
 
 // AppendResult appends the successful reply to a command that carried ref:

@@ -44,12 +44,18 @@ func TestAppenders(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"welcome", AppendWelcome(nil, "c-1", "s-1", "tok", false),
+		{"welcome", AppendWelcome(nil, "c-1", "s-1", "tok", false, false),
 			`{"welcome":{"client":"c-1","server":"s-1","session":"tok","resumed":false}}`},
-		{"welcome resumed", AppendWelcome(nil, "c-1", "s-2", "tok", true),
+		{"welcome resumed", AppendWelcome(nil, "c-1", "s-2", "tok", true, false),
 			`{"welcome":{"client":"c-1","server":"s-2","session":"tok","resumed":true}}`},
-		{"welcome escapes", AppendWelcome(nil, hard, `"`, `\`, false),
+		{"welcome escapes", AppendWelcome(nil, hard, `"`, `\`, false, false),
 			`{"welcome":{"client":` + hardJSON + `,"server":"\"","session":"\\","resumed":false}}`},
+		{"welcome acks", AppendWelcome(nil, "c-1", "s-1", "tok", true, true),
+			`{"welcome":{"client":"c-1","server":"s-1","session":"tok","resumed":true,"acks":true}}`},
+		{"numbered", AppendNumbered(nil, 12, []byte(`{"Chat.whisper":{"text":"hi"}}`)),
+			`{"seq":12,"message":{"Chat.whisper":{"text":"hi"}}}`},
+		{"numbered string", AppendNumbered(nil, 18446744073709551615, []byte(`"x"`)),
+			`{"seq":18446744073709551615,"message":"x"}`},
 		{"result", AppendResult(nil, []byte("7"), "Song.show", []byte(`{"id":1}`)),
 			`{"ref":7,"action":"Song.show","result":{"id":1}}`},
 		{"result string ref", AppendResult(nil, []byte(`"a\"1"`), "Echo.echo", []byte(`"hi"`)),
@@ -114,7 +120,8 @@ func TestAppendAllocs(t *testing.T) {
 	buf := make([]byte, 0, 512)
 	allocs := testing.AllocsPerRun(100, func() {
 		buf = AppendResult(buf[:0], []byte("1"), "Song.show", []byte(`{"id":1}`))
-		buf = AppendWelcome(buf[:0], "c", "s", "t", true)
+		buf = AppendWelcome(buf[:0], "c", "s", "t", true, true)
+		buf = AppendNumbered(buf[:0], 1234, []byte(`{"A.b":1}`))
 		buf = AppendActionError(buf[:0], "A.b", CodeBadArgs, "bad \"x\"")
 	})
 	if allocs != 0 {

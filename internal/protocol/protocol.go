@@ -9,20 +9,25 @@
 //	frame   = ws ( object / array ) ws          ; anything else: bad_frame
 //	array   = "[" object *( "," object ) "]"    ; non-empty, objects only
 //	object  = "{" member *( "," member ) "}"    ; at least one command
-//	member  = command / ref
+//	member  = command / ref / ack
 //	command = dotted-name ":" value             ; "Controller.action": arguments
 //	ref     = %s"ref" ":" ( string / number )   ; at most once per object
+//	ack     = %s"ack" ":" seq                   ; at most once per object
+//	seq     = "0" / %x31-39 *DIGIT              ; at most 18446744073709551615
 //
 // Every object member whose name contains a dot is a command; its value, any
 // JSON value, is the command's arguments. Commands run in the order written,
 // objects of an array in array order, and a name may repeat (each occurrence
 // is a command of its own). A command name must be valid per [SplitName].
 //
-// Member names without a dot are reserved for Rocket. The only one defined in
-// v1 is "ref": it asks for a reply to every command of its object and is
-// echoed in those replies. It may stand anywhere in the object, before or
-// after the commands, and applies to all of them. Any other reserved name is
-// an error.
+// Member names without a dot are reserved for Rocket. Two are defined in
+// v1. "ref" asks for a reply to every command of its object and is echoed
+// in those replies. It may stand anywhere in the object, before or after
+// the commands, and applies to all of them. "ack" (see [Ack]), at most once
+// per object, acknowledges numbered messages: its value is a message
+// number ([ParseSeq]), and it is returned as a [Command] named [Ack] in its
+// place among the object's commands (it counts as one, and gets no ref).
+// An object may carry only an "ack". Any other reserved name is an error.
 //
 // A frame runs whole or not at all: [Decode] either returns every command of
 // the frame or an [*Error] and none.
@@ -40,6 +45,11 @@
 // valid JSON, which is not checked; an empty raw value is written as null.
 // The functions do not allocate when dst has room.
 package protocol
+
+// Ack is the name of the reserved key, and of the pseudo-command Decode
+// returns for it, by which a client acknowledges the numbered messages it
+// received up to a number: {"ack":12}.
+const Ack = "ack"
 
 // Error codes of the protocol, as sent in the "code" member of errors.
 const (

@@ -1,0 +1,162 @@
+package rocket_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/rocket-go/rocket"
+)
+
+// numberedFrame is {"seq": N, "message": {"Chat.whisper": ...}}.
+type numberedFrame struct {
+	Seq     uint64 `json:"seq"`
+	Message struct {
+		Whisper *struct {
+			Text string `json:"text"`
+		} `json:"Chat.whisper"`
+	} `json:"message"`
+}
+
+// expectNumbered reads the next frame: a numbered whisper seq with text.
+func (c *client) expectNumbered(seq uint64, text string) {
+	c.t.Helper()
+	data := c.read()
+	var f numberedFrame
+	if err := json.Unmarshal(data, &f); err != nil || f.Seq != seq || f.Message.Whisper == nil || f.Message.Whisper.Text != text {
+		c.t.Fatalf("got %s, want whisper %q numbered %d", data, text, seq)
+	}
+}
+
+// TestAcks: a connection opened with ?acks=1 gets its directed messages
+// numbered, even from its own server; what it has not acknowledged is
+// sent again when it resumes, after the number it gives, and nothing twice.
+func TestAcks(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	ann := dial(t, n.url+"?acks=1", "")
+	bob := dial(t, n.url, "")
+	if !n.srv.Client(ann.welcome.Client).Acks() {
+		t.Fatal("Client.Acks() = false for a connection opened with ?acks=1")
+	}
+	if n.srv.Client(bob.welcome.Client).Acks() {
+		t.Fatal("Client.Acks() = true for a connection opened without")
+	}
+	whisper := func(text string) {
+		t.Helper()
+		bob.call("Chat.whisper", map[string]string{"to": ann.welcome.Client, "text": text}, nil)
+	}
+	for i := 1; i <= 3; i++ {
+		whisper(fmt.Sprint("w", i))
+	}
+	for i := uint64(1); i <= 3; i++ {
+		ann.expectNumbered(i, fmt.Sprint("w", i))
+	}
+	ann.sendRaw(`{"ack":1}`)
+	ann.sendRaw(`{"ack":1}`) // again: harmless
+	// ann received 1 and 2 (say), then lost its connection.
+	_ = ann.ws.CloseNow()
+	eventually(t, func() error {
+		if n.srv.Client(ann.welcome.Client) != nil {
+			return notYet("ann still connected")
+		}
+		return nil
+	})
+	whisper("w4")
+	again := dial(t, n.url+"?acks=1&ack=2", ann.welcome.Session)
+	if !again.welcome.Resumed || again.welcome.Client != ann.welcome.Client {
+		t.Fatalf("welcome %+v, want ann resumed", again.welcome)
+	}
+	again.expectNumbered(3, "w3")
+	again.expectNumbered(4, "w4")
+	whisper("w5")
+	again.expectNumbered(5, "w5")
+	// Plain clients get plain whispers.
+	again.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": "plain"}, nil)
+	if f := bob.next(); f.Whisper == nil || f.Whisper.Text != "plain" {
+		t.Fatalf("bob got %+v, want a plain whisper", f)
+	}
+}
+
+// TestAcksWelcome: the welcome says "acks": true only when the connection
+// acknowledges; a session keeps the mode it was opened with.
+func TestAcksWelcome(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	a := dial(t, n.url+"?acks=1", "")
+	alt := dial(t, n.url+"?acks=true", "")
+	b := dial(t, n.url+"?acks=0", "")
+	for _, tt := range []struct {
+		c    *client
+		want bool
+	}{{a, true}, {alt, true}, {b, false}} {
+		if tt.c.welcome.Acks != tt.want || n.srv.Client(tt.c.welcome.Client).Acks() != tt.want {
+			t.Errorf("client %s: welcome acks %v, Acks() %v; want %v", tt.c.welcome.Client,
+				tt.c.welcome.Acks, n.srv.Client(tt.c.welcome.Client).Acks(), tt.want)
+		}
+	}
+	// The session of b was opened without acks: resuming it with acks=1
+	// does not change that, and the reverse.
+	_ = b.ws.CloseNow()
+	_ = a.ws.CloseNow()
+	eventually(t, func() error {
+		if n.srv.ClientCount() != 1 { // alt
+			return notYet("%d clients", n.srv.ClientCount())
+		}
+		return nil
+	})
+	b2 := dial(t, n.url+"?acks=1", b.welcome.Session)
+	a2 := dial(t, n.url, a.welcome.Session)
+	if !b2.welcome.Resumed || b2.welcome.Acks || n.srv.Client(b2.welcome.Client).Acks() {
+		t.Errorf("b resumed with acks=1: resumed %v, Acks %v; want resumed without acks", b2.welcome.Resumed, n.srv.Client(b2.welcome.Client).Acks())
+	}
+	if !a2.welcome.Resumed || !a2.welcome.Acks || !n.srv.Client(a2.welcome.Client).Acks() {
+		t.Errorf("a resumed without acks=1: resumed %v, Acks %v; want resumed with acks", a2.welcome.Resumed, n.srv.Client(a2.welcome.Client).Acks())
+	}
+}
+
+// TestAcksBadInput: a bad ack gets a bad_frame error and the connection
+// goes on.
+func TestAcksBadInput(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	plain := dial(t, n.url, "")
+	plain.sendRaw(`{"ack":1}`)
+	if f := plain.expectError(rocket.CodeBadFrame); !strings.Contains(f.Error.Message, "acks=1") {
+		t.Errorf("ack without acks: %q", f.Error.Message)
+	}
+	c := dial(t, n.url+"?acks=1", "")
+	for _, tt := range []struct{ frame, want string }{
+		{`{"ack":5}`, "past the last message sent, 0"},
+		{`{"ack":-1}`, "must be a message number"},
+		{`{"ack":"1"}`, "must be a message number"},
+		{`{"ack":1.0}`, "must be a message number"},
+		{`{"ack":1,"ack":1}`, `duplicate "ack"`},
+	} {
+		c.sendRaw(tt.frame)
+		if f := c.expectError(rocket.CodeBadFrame); !strings.Contains(f.Error.Message, tt.want) {
+			t.Errorf("%s: error %q, want it to say %q", tt.frame, f.Error.Message, tt.want)
+		}
+	}
+	var got string
+	c.call("Echo.echo", "still here", &got)
+	plain.call("Echo.echo", "me too", &got)
+}
+
+// TestAcksSendUser: SendUser numbers the messages of the user's
+// connections that acknowledge, on this server too, once each.
+func TestAcksSendUser(t *testing.T) {
+	n := startNode(t, rocket.Config{}, func(srv *rocket.Server) { srv.OnConnect(userHook) })
+	acked := dial(t, n.url+"?user=ann&acks=1", "")
+	plain := dial(t, n.url+"?user=ann", "")
+	got, err := n.srv.SendUser(t.Context(), "ann", rocket.Push{Name: "Chat.whisper", Value: map[string]string{"text": "hi"}})
+	if err != nil || got != 2 {
+		t.Fatalf("SendUser = %d, %v; want 2", got, err)
+	}
+	acked.expectNumbered(1, "hi")
+	if f := plain.next(); f.Whisper == nil || f.Whisper.Text != "hi" {
+		t.Fatalf("plain connection got %+v", f)
+	}
+	// Nothing more: the next frame on each is the reply to this echo.
+	var s string
+	acked.call("Echo.echo", "x", &s)
+	plain.call("Echo.echo", "x", &s)
+}
