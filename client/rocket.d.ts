@@ -47,6 +47,19 @@ export interface RocketOptions {
   autoConnect?: boolean;
   /** Resume token to present on the first connection. */
   session?: string;
+  /**
+   * Acknowledged delivery (acks=1 in the URL): messages sent to this client
+   * (by id or by user) come numbered and are acknowledged, and a resume gets
+   * again only those not received (duplicates are dropped). false turns it
+   * all off. Default true.
+   */
+  acks?: boolean;
+  /**
+   * Number of the last numbered message received in the session given
+   * (rocket.seq, saved with the session), presented as ack=N when resuming
+   * it, so that nothing already received comes again. Default 0 (none).
+   */
+  seq?: number;
   /** WebSocket constructor to use. Default globalThis.WebSocket. */
   WebSocket?: new (url: string) => WebSocketLike;
   /** Where "online" events come from (default globalThis, the window in a browser): when the network comes back, a waiting reconnect happens at once. */
@@ -97,7 +110,7 @@ export declare class Rocket {
 
   /** The endpoint, without the session parameter. */
   readonly url: string;
-  readonly options: Readonly<Required<Omit<RocketOptions, "WebSocket" | "session">>> & RocketOptions;
+  readonly options: Readonly<Required<Omit<RocketOptions, "WebSocket" | "session" | "seq" | "network">>> & RocketOptions;
   readonly state: RocketState;
   /** Client id from the last welcome. */
   clientId: string | null;
@@ -107,6 +120,14 @@ export declare class Rocket {
   session: string | null;
   /** Whether the last welcome resumed the previous session. */
   resumed: boolean;
+  /**
+   * Number of the last numbered (acknowledged) message received, 0 for none;
+   * reset by a welcome that does not resume. Keep it with the session and
+   * pass it back as the seq option.
+   */
+  readonly seq: number;
+  /** Whether the last welcome turned acknowledged delivery on ("acks": true). */
+  readonly acked: boolean;
 
   /** Opens the connection; no-op when already connecting or open. */
   connect(): this;

@@ -6,6 +6,13 @@
  * so the server keeps the same client id, queues commands while offline,
  * matches replies to requests by ref, and emits pushed messages by name.
  *
+ * Acknowledged delivery (option `acks`, on by default): the messages sent to
+ * this client (by id or by user) come numbered, the client acknowledges them
+ * with {"ack":N} frames, and a resume presents the last number received
+ * (`ack=N` in the URL) so the server sends again only what was missed;
+ * duplicates are dropped. An app that keeps the session across page loads
+ * keeps `rocket.seq` with it and passes both back: new Rocket({session, seq}).
+ *
  * @example
  *   import { Rocket } from "/rocket.js";
  *   const rocket = new Rocket();
@@ -16,7 +23,7 @@
  * @module rocket
  */
 
-/** @type {Required<Omit<RocketOptions, "WebSocket" | "session" | "network">>} */
+/** @type {Required<Omit<RocketOptions, "WebSocket" | "session" | "seq" | "network">>} */
 const DEFAULTS = {
   reconnect: true,
   minDelay: 250,
@@ -24,7 +31,13 @@ const DEFAULTS = {
   requestTimeout: 10000,
   queueLimit: 100,
   autoConnect: true,
+  acks: true,
 };
+
+/** Acknowledge at the latest after this many numbered messages... */
+const ACK_EVERY = 64;
+/** ...or this many ms after the first one not acknowledged yet. */
+const ACK_DELAY = 100;
 
 /**
  * @typedef {object} RocketOptions
@@ -35,6 +48,8 @@ const DEFAULTS = {
  * @property {number} [queueLimit=100] commands kept while not connected
  * @property {boolean} [autoConnect=true] call connect() from the constructor
  * @property {string} [session] resume token to present on the first connection
+ * @property {boolean} [acks=true] ask for acknowledged delivery (acks=1 in the URL): directed messages come numbered, are acknowledged, and a resume gets again only those not received; false: none of it
+ * @property {number} [seq] number of the last directed message received in the session given (rocket.seq saved with it), presented as ack=N on resuming it, so that nothing already received is sent again
  * @property {typeof WebSocket} [WebSocket] constructor to use (defaults to globalThis.WebSocket)
  * @property {EventTarget} [network] where "online" events come from (defaults to globalThis, the window in a browser): when the network comes back, a waiting reconnect happens at once
  */
@@ -66,6 +81,8 @@ export class RocketError extends Error {
  * (RocketError). Any other event name is a pushed message, e.g. "Chat.message";
  * its listeners get (data, name); "*" listens to every pushed message (a
  * pushed value that is not an object comes to "*" only, with name "").
+ * A numbered message ({"seq": N, "message": m}, acknowledged delivery) is
+ * unwrapped: m is emitted like any pushed message, unless it is a duplicate.
  */
 export class Rocket {
   /**
@@ -87,6 +104,13 @@ export class Rocket {
     this.session = this.options.session ?? null;
     /** Whether the last welcome resumed the previous session. */
     this.resumed = false;
+    /**
+     * Number of the last numbered (acknowledged) message received, 0 for
+     * none; reset by a welcome that does not resume. Keep it with the session.
+     */
+    this.seq = validSeq(this.options.seq);
+    /** Whether the last welcome turned acknowledged delivery on ("acks": true). */
+    this.acked = false;
 
     this._state = "closed";
     /** @type {WebSocket | null} */ this._ws = null;
@@ -94,6 +118,8 @@ export class Rocket {
     this._wanted = false; // connect() called and close() not since
     this._attempt = 0; // failed attempts since the last welcome
     this._timer = undefined; // reconnect timer
+    this._unacked = 0; // numbered messages received since the last ack sent
+    this._ackTimer = undefined; // sends the ack ACK_DELAY ms after the first of them
     this._ref = 0;
     /** @type {Map<number, {name: string, resolve: Function, reject: Function, sent: boolean, timer: any}>} */
     this._pending = new Map();
@@ -137,6 +163,7 @@ export class Rocket {
   close(code = 1000, reason = "") {
     this._wanted = false;
     clearTimeout(this._timer);
+    this._stopAcks();
     this._network?.removeEventListener?.("online", this._onOnline);
     const ws = this._ws;
     this._ws = null;
@@ -231,10 +258,14 @@ export class Rocket {
     const WS = this.options.WebSocket ?? globalThis.WebSocket;
     if (typeof WS !== "function") throw new Error("Rocket: no WebSocket implementation");
     const url = new URL(this.url);
+    const { acks } = this.options;
+    if (acks) url.searchParams.set("acks", "1");
     if (this.session) url.searchParams.set("session", this.session);
+    if (acks && this.session && this.seq > 0) url.searchParams.set("ack", String(this.seq));
     const ws = new WS(url.href);
     this._ws = ws;
     this._welcomed = false;
+    this._stopAcks();
     if ("binaryType" in ws) ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => { if (this._ws === ws) this._onMessage(ws, ev.data); };
     ws.onclose = (ev) => { if (this._ws === ws) this._onClose(ev); };
@@ -247,6 +278,7 @@ export class Rocket {
     const reason = ev?.reason ?? "";
     this._ws = null;
     this._welcomed = false;
+    this._stopAcks(); // the resume URL's ack=N tells the position
     for (const [ref, p] of this._pending) {
       if (p.sent) this._settle(ref, new RocketError("closed", `connection closed (${code}) before the reply`, p.name));
     }
@@ -254,7 +286,10 @@ export class Rocket {
     // never present it again, the next connection starts a fresh session.
     // 4001: the application disconnected the user everywhere (signed out):
     // the server forgot the session.
-    if (code === 1008 || code === 4001) this.session = null;
+    if (code === 1008 || code === 4001) {
+      this.session = null;
+      this.seq = 0; // the numbers were the session's
+    }
     this._emit("close", { code, reason });
     if (this._ws || !this._wanted) return; // a listener called connect() or close()
     // 1000 from the server: the application ended this session on purpose;
@@ -290,6 +325,7 @@ export class Rocket {
   _dispatch(ws, msg) {
     if (!msg || typeof msg !== "object") return this._emit("*", msg, ""); // a bare value
     if (!this._welcomed && msg.welcome) return this._onWelcome(ws, msg.welcome);
+    if (this.acked && isNumbered(msg)) return this._onNumbered(ws, msg);
     if ("ref" in msg) {
       const e = msg.error;
       const err = e && new RocketError(e.code ?? "error", e.message, msg.action ?? e.action);
@@ -313,6 +349,8 @@ export class Rocket {
     this.serverId = w.server ?? null;
     this.session = w.session ?? null;
     this.resumed = !!w.resumed;
+    if (!this.resumed) this.seq = 0; // a new client: numbers start again at 1
+    this.acked = !!this.options.acks && w.acks === true;
     this._setState("open");
     // Listeners of "open" run before the queue is flushed, so what they send
     // (say, re-joining rooms) reaches the server ahead of the queued commands.
@@ -321,6 +359,40 @@ export class Rocket {
     const queued = this._queue;
     this._queue = [];
     for (const item of queued) this._write(item);
+  }
+
+  /**
+   * A numbered message: records its number and counts it for the next ack,
+   * then dispatches the message it wraps, unless it is a duplicate (a number
+   * not above the last one received, sent again after a reconnect).
+   * @param {WebSocket} ws @param {{seq: number, message: unknown}} msg
+   */
+  _onNumbered(ws, { seq, message }) {
+    const fresh = seq > this.seq;
+    if (fresh) this.seq = seq;
+    this._unacked++; // a duplicate too: the server may not know we have it
+    if (this._unacked >= ACK_EVERY) this._sendAck();
+    else if (this._ackTimer === undefined) this._ackTimer = setTimeout(() => this._sendAck(), ACK_DELAY);
+    if (!fresh) return;
+    for (const m of Array.isArray(message) ? message : [message]) {
+      if (this._ws !== ws) return; // a listener closed or reconnected
+      this._dispatch(ws, m);
+    }
+  }
+
+  /** Sends {"ack": seq} if numbered messages came since the last one, while open. */
+  _sendAck() {
+    const n = this._unacked;
+    this._stopAcks();
+    if (!n || !this.acked || !this._welcomed || !this._ws) return;
+    this._ws.send(JSON.stringify({ ack: this.seq }));
+  }
+
+  /** Forgets the messages not acknowledged yet and stops the ack timer. */
+  _stopAcks() {
+    clearTimeout(this._ackTimer);
+    this._ackTimer = undefined;
+    this._unacked = 0;
   }
 
   /** @param {{name: string, data: string, ref?: number}} item */
@@ -381,6 +453,16 @@ function resolveUrl(url) {
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
   return u.href;
+}
+
+/** Whether msg is a numbered message, {"seq": N, "message": m}. @param {object} msg */
+function isNumbered(msg) {
+  return !Array.isArray(msg) && typeof (/** @type {any} */ (msg)).seq === "number" && "message" in msg;
+}
+
+/** A seq option: a whole number above 0, else 0. @param {unknown} seq @returns {number} */
+function validSeq(seq) {
+  return Number.isSafeInteger(seq) && /** @type {number} */ (seq) > 0 ? /** @type {number} */ (seq) : 0;
 }
 
 /** @param {unknown} name */

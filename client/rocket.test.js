@@ -24,8 +24,16 @@ class FakeSocket {
   push(obj) {
     this.onmessage?.({ data: JSON.stringify(obj) });
   }
-  welcome(client = "c1", { session = "s-" + client, resumed = false, server = "n1" } = {}) {
-    this.push({ welcome: { client, server, session, resumed } });
+  welcome(client = "c1", { session = "s-" + client, resumed = false, server = "n1", acks } = {}) {
+    this.push({ welcome: { client, server, session, resumed, ...(acks === undefined ? {} : { acks }) } });
+  }
+  /** Plays a numbered (acknowledged delivery) message. */
+  numbered(seq, message) {
+    this.push({ seq, message });
+  }
+  /** The ack frames sent, as their numbers. */
+  acks() {
+    return this.sent.filter((f) => f && typeof f === "object" && "ack" in f).map((f) => f.ack);
   }
   drop(code = 1006, reason = "") {
     this.closed = { code, reason };
@@ -39,6 +47,7 @@ class FakeSocket {
 const URL_ = "ws://example.test/ws";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fast = { WebSocket: FakeSocket, minDelay: 1, maxDelay: 5 };
+const params = (ws) => new URL(ws.url).searchParams;
 
 function open(opts = {}) {
   FakeSocket.all = [];
@@ -290,7 +299,7 @@ test("1008 drops the session: the next connection starts afresh", async () => {
   ws.drop(1008, "replaced by a newer connection");
   await sleep(20);
   assert.equal(r.session, null);
-  assert.equal(new URL(FakeSocket.last().url).search, "");
+  assert.equal(new URL(FakeSocket.last().url).search, "?acks=1"); // no session, no ack
   FakeSocket.last().welcome("c2");
   assert.equal(r.clientId, "c2");
   assert.equal(r.resumed, false);
@@ -314,4 +323,190 @@ test("bare pushed values go to * with an empty name", () => {
   ws.push(42);
   ws.push([{ "A.b": 1 }, { "C.d": 2 }]);
   assert.deepEqual(got, [["", 42], ["A.b", 1], ["C.d", 2]]);
+});
+
+// ---- acknowledged delivery ----
+
+test("acks: the URL asks for them, unless acks: false", () => {
+  const { r, ws } = open();
+  assert.equal(params(ws).get("acks"), "1");
+  assert.equal(params(ws).get("ack"), null, "nothing to acknowledge on a first connection");
+  r.close();
+  const off = open({ acks: false, session: "tok", seq: 7 });
+  assert.equal(new URL(off.ws.url).search, "?session=tok");
+  off.ws.welcome("c1", { session: "tok", resumed: true, acks: true });
+  assert.equal(off.r.acked, false, "acks: false ignores the welcome's acks");
+  off.r.close();
+});
+
+test("acks: numbered messages are unwrapped for the push handlers and *", () => {
+  const { r, ws } = open();
+  ws.welcome("c1", { acks: true });
+  assert.equal(r.acked, true);
+  const got = [];
+  r.on("Chat.whisper", (d, name) => got.push([name, d]));
+  r.on("*", (d, name) => got.push(["*", name, d]));
+  ws.numbered(1, { "Chat.whisper": { from: "3", text: "hi" } });
+  ws.numbered(2, 42);
+  ws.numbered(3, [{ "A.b": 1 }, { "C.d": 2 }]);
+  ws.push({ "Chat.message": { room: "a" } }); // room messages are not numbered
+  assert.deepEqual(got, [
+    ["Chat.whisper", { from: "3", text: "hi" }],
+    ["*", "Chat.whisper", { from: "3", text: "hi" }],
+    ["*", "", 42],
+    ["*", "A.b", 1],
+    ["*", "C.d", 2],
+    ["*", "Chat.message", { room: "a" }],
+  ]);
+  assert.equal(r.seq, 3);
+  r.close();
+});
+
+test("acks: duplicates are dropped, but acknowledged", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { r, ws } = open();
+  ws.welcome("c1", { acks: true });
+  const got = [];
+  r.on("*", (d) => got.push(d));
+  ws.numbered(1, { "A.a": 1 });
+  ws.numbered(2, { "A.a": 2 });
+  ws.numbered(2, { "A.a": "again" });
+  ws.numbered(1, { "A.a": "again" });
+  ws.numbered(3, { "A.a": 3 });
+  assert.deepEqual(got, [1, 2, 3]);
+  assert.equal(r.seq, 3);
+  t.mock.timers.tick(100);
+  assert.deepEqual(ws.acks(), [3]);
+  ws.numbered(3, { "A.a": "again" }); // counts: the server may not know we have it
+  t.mock.timers.tick(100);
+  assert.deepEqual(ws.acks(), [3, 3]);
+  assert.deepEqual(got, [1, 2, 3]);
+  r.close();
+});
+
+test("acks: {ack: N} after 64 numbered messages, at once", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { r, ws } = open();
+  ws.welcome("c1", { acks: true });
+  for (let i = 1; i <= 63; i++) ws.numbered(i, { "A.a": i });
+  assert.deepEqual(ws.acks(), []);
+  ws.numbered(64, { "A.a": 64 });
+  assert.deepEqual(ws.sent, [{ ack: 64 }], "a bare ack frame, no ref");
+  for (let i = 65; i <= 128; i++) ws.numbered(i, { "A.a": i });
+  assert.deepEqual(ws.acks(), [64, 128]);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(ws.acks(), [64, 128], "nothing new since the last ack");
+  r.close();
+});
+
+test("acks: {ack: N} 100 ms after the first unacknowledged message", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { r, ws } = open();
+  ws.welcome("c1", { acks: true });
+  ws.numbered(1, { "A.a": 1 });
+  t.mock.timers.tick(60);
+  ws.numbered(2, { "A.a": 2 });
+  t.mock.timers.tick(39);
+  assert.deepEqual(ws.acks(), []);
+  t.mock.timers.tick(1);
+  assert.deepEqual(ws.acks(), [2]);
+  t.mock.timers.tick(500);
+  assert.deepEqual(ws.acks(), [2], "no ack when nothing new came");
+  ws.numbered(3, { "A.a": 3 });
+  t.mock.timers.tick(100);
+  assert.deepEqual(ws.acks(), [2, 3]);
+  r.close();
+});
+
+test("acks: none without acks: true in the welcome", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { r, ws } = open();
+  ws.welcome("c1"); // an older server
+  assert.equal(r.acked, false);
+  const got = [];
+  r.on("*", (d, name) => got.push([name, d]));
+  ws.numbered(1, { "A.a": 1 });
+  for (let i = 0; i < 70; i++) ws.push({ "A.a": i });
+  t.mock.timers.tick(1000);
+  assert.deepEqual(ws.sent, []);
+  assert.deepEqual(got[0], ["seq", 1], "not unwrapped: as before");
+  assert.equal(r.seq, 0);
+  r.close();
+});
+
+test("acks: pending acks are dropped on close and the timer cleared", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { r, ws } = open();
+  ws.welcome("c1", { acks: true });
+  ws.numbered(1, { "A.a": 1 });
+  r.close();
+  t.mock.timers.tick(1000);
+  assert.deepEqual(ws.acks(), []);
+  r.connect();
+  const ws2 = FakeSocket.last();
+  assert.equal(params(ws2).get("ack"), "1");
+  ws2.welcome("c1", { resumed: true, acks: true });
+  t.mock.timers.tick(1000);
+  assert.deepEqual(ws2.sent, [], "nothing new on this connection");
+  r.close();
+});
+
+test("acks: the resume URL carries ack=N", async () => {
+  const { r, ws } = open();
+  ws.welcome("c1", { session: "tok", acks: true });
+  ws.numbered(1, { "A.a": 1 });
+  ws.numbered(2, { "A.a": 2 });
+  ws.drop(1006);
+  await sleep(20);
+  const ws2 = FakeSocket.last();
+  assert.notEqual(ws2, ws);
+  assert.equal(params(ws2).get("acks"), "1");
+  assert.equal(params(ws2).get("session"), "tok");
+  assert.equal(params(ws2).get("ack"), "2");
+  assert.deepEqual(ws.acks(), [], "the drop came before the ack was due");
+  ws2.welcome("c1", { session: "tok", resumed: true, acks: true });
+  assert.equal(r.seq, 2, "a resume keeps the position");
+  const got = [];
+  r.on("*", (d) => got.push(d));
+  ws2.numbered(2, { "A.a": 2 }); // sent again by the server
+  ws2.numbered(3, { "A.a": 3 });
+  assert.deepEqual(got, [3]);
+  r.close();
+});
+
+test("acks: a welcome that does not resume resets seq", async () => {
+  const { r, ws } = open({ session: "old", seq: 9 });
+  assert.equal(r.seq, 9);
+  ws.welcome("c2", { session: "new", resumed: false, acks: true });
+  assert.equal(r.seq, 0, "a new client id numbers from 1 again");
+  const got = [];
+  r.on("*", (d) => got.push(d));
+  ws.numbered(1, { "A.a": 1 });
+  assert.deepEqual(got, [1]);
+  assert.equal(r.seq, 1);
+  ws.drop(1008); // the session is dropped: so is its position
+  assert.equal(r.seq, 0);
+  await sleep(20);
+  assert.equal(params(FakeSocket.last()).get("ack"), null);
+  r.close();
+});
+
+test("acks: the seq option restores the position with the session", () => {
+  const { r, ws } = open({ session: "tok", seq: 41 });
+  assert.equal(r.seq, 41);
+  assert.equal(params(ws).get("session"), "tok");
+  assert.equal(params(ws).get("ack"), "41");
+  ws.welcome("c1", { session: "tok", resumed: true, acks: true });
+  const got = [];
+  r.on("*", (d) => got.push(d));
+  ws.numbered(41, { "A.a": 41 });
+  ws.numbered(42, { "A.a": 42 });
+  assert.deepEqual(got, [42]);
+  r.close();
+  for (const seq of [-1, 1.5, "3", null]) {
+    assert.equal(new Rocket(URL_, { ...fast, autoConnect: false, session: "tok", seq }).seq, 0, `seq ${seq}`);
+  }
+  const noSession = open({ seq: 5 });
+  assert.equal(params(noSession.ws).get("ack"), null, "ack only with a session to resume");
+  noSession.r.close();
 });

@@ -47,12 +47,20 @@ const whoPending = new Map();
 
 // The tab remembers its session, name and rooms (sessionStorage: kept
 // across a reload, not shared with other tabs), so that a reload resumes
-// the session: same id, and what was sent meanwhile.
+// the session: same id, and what was sent meanwhile. With the session goes
+// rocket.seq, the number of the last message sent to us (whispers: numbered,
+// acknowledged delivery), so that the resume gets only those after it.
 const STORE = "rocket-chat";
 const saved = loadSaved();
+let savedSeq = saved.seq ?? 0; // rocket.seq as last saved
 
-const rocket = new Rocket({ session: saved.session });
+const rocket = new Rocket({ session: saved.session, seq: saved.seq });
 window.rocket = rocket; // handy from the console and in browser tests
+
+// A numbered message moved rocket.seq: save it at once (the session is
+// saved on open), so that a reload at any time resumes after it.
+rocket.on("*", () => { if (rocket.seq !== savedSeq) save(); });
+addEventListener("pagehide", save);
 
 // ---- connection ----
 
@@ -454,12 +462,14 @@ function el(tag, className = "", text) {
 
 // ---- memory of the tab ----
 
-/** @returns {{session?: string, name?: string, rooms?: string[], current?: string}} */
+/** @returns {{session?: string, seq?: number, name?: string, rooms?: string[], current?: string}} */
 function loadSaved() {
   try {
     const v = JSON.parse(sessionStorage.getItem(STORE) ?? "{}");
+    const session = typeof v?.session === "string" ? v.session : undefined;
     return {
-      session: typeof v?.session === "string" ? v.session : undefined,
+      session,
+      seq: session && Number.isSafeInteger(v?.seq) && v.seq > 0 ? v.seq : undefined,
       name: typeof v?.name === "string" ? v.name : undefined,
       rooms: Array.isArray(v?.rooms) ? v.rooms.filter((r) => typeof r === "string" && r) : [],
       current: typeof v?.current === "string" ? v.current : undefined,
@@ -470,8 +480,9 @@ function loadSaved() {
 }
 
 function save() {
+  savedSeq = rocket.seq;
   try {
-    sessionStorage.setItem(STORE, JSON.stringify({ session: rocket.session, name: myName, rooms: [...rooms.keys()], current }));
+    sessionStorage.setItem(STORE, JSON.stringify({ session: rocket.session, seq: rocket.seq, name: myName, rooms: [...rooms.keys()], current }));
   } catch { /* storage disabled or full */ }
 }
 
