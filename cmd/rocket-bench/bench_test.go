@@ -208,6 +208,27 @@ func TestDirect(t *testing.T) {
 	if res["sent"] != res["deliveries"] {
 		t.Errorf("sent %v, delivered %v", res["sent"], res["deliveries"])
 	}
+	t.Run("acks", func(t *testing.T) {
+		// Mailboxes keep 256 messages, fewer than each receiver gets:
+		// were the receivers not acknowledging, the oldest would be
+		// dropped.
+		const size = 256
+		b := memory.New(memory.Config{MailboxSize: size})
+		t.Cleanup(func() { b.Close() })
+		a, c := startNode(t, b, -1), startNode(t, b, -1)
+		res := benchOK(t, "direct", 20, append([]string{"-acks", "-url", a.ws, "-url", c.ws}, short...)...)
+		if res["missing"] != float64(0) || res["duplicates"] != float64(0) || res["acks"] != true {
+			t.Errorf("missing %v, duplicates %v, acks %v", res["missing"], res["duplicates"], res["acks"])
+		}
+		per := res["deliveries"].(float64) / 10
+		st, err := b.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if per <= size || st.MailDropped != 0 {
+			t.Errorf("%v whispers per receiver, %d dropped from mailboxes; want over %d and none", per, st.MailDropped, size)
+		}
+	})
 }
 
 // TestRateLimited runs against a server with the default command rate:

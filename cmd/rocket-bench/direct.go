@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +33,11 @@ func runDirect(ctx context.Context, o *options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	receivers, err := openAll(ctx, o, pairs, pairs, func(int) string { return urlB })
+	recvURL := urlB
+	if o.acks {
+		recvURL = withQuery(urlB, "acks=1")
+	}
+	receivers, err := openAll(ctx, o, pairs, pairs, func(int) string { return recvURL })
 	if err != nil {
 		closeAll(senders)
 		return nil, err
@@ -99,6 +106,7 @@ func runDirect(ctx context.Context, o *options) (*Result, error) {
 		Duplicates:     ptr(r.duplicates.Load()),
 		Reordered:      ptr(r.reordered.Load()),
 		ServerCPUCores: cores,
+		Acks:           o.acks,
 	}
 	if o.rate == 0 {
 		res.Window = o.windowOr(64)
@@ -163,6 +171,39 @@ type pair struct {
 	sent     atomic.Int64
 	done     atomic.Int64 // whispers received or refused
 	seen     seqSet       // owned by the receiver's reading goroutine
+	// With -acks, owned by the receiver's reading goroutine: the number of
+	// the last numbered message and of the last one acknowledged.
+	lastSeq, ackedSeq uint64
+}
+
+// ackEvery is how many numbered whispers a receiver gets between acks.
+const ackEvery = 64
+
+// withQuery adds query to rawURL.
+func withQuery(rawURL, query string) string {
+	if strings.Contains(rawURL, "?") {
+		return rawURL + "&" + query
+	}
+	return rawURL + "?" + query
+}
+
+// unwrapNumbered returns the message inside {"seq":N,"message":<message>}
+// and N, or msg and 0.
+func unwrapNumbered(msg []byte) ([]byte, uint64) {
+	const head, member = `{"seq":`, `,"message":`
+	if !bytes.HasPrefix(msg, []byte(head)) || msg[len(msg)-1] != '}' {
+		return msg, 0
+	}
+	rest := msg[len(head):]
+	i := bytes.IndexByte(rest, ',')
+	if i <= 0 || !bytes.HasPrefix(rest[i:], []byte(member)) {
+		return msg, 0
+	}
+	n, err := strconv.ParseUint(string(rest[:i]), 10, 64)
+	if err != nil || n == 0 {
+		return msg, 0
+	}
+	return rest[i+len(member) : len(rest)-1], n
 }
 
 // maxInFlight bounds a sender's whispers in flight in open loop; past it
@@ -236,10 +277,23 @@ func (p *pair) handleSender(msg []byte) {
 	r.errs.add("unexpected_frame", 1, string(msg))
 }
 
-// handleReceiver reads the receiver's frames: the whispers.
+// handleReceiver reads the receiver's frames: the whispers (numbered with
+// -acks, acknowledged every ackEvery).
 func (p *pair) handleReceiver(msg []byte) {
 	t := now()
 	r := p.run
+	if r.o.acks {
+		var seq uint64
+		if msg, seq = unwrapNumbered(msg); seq > p.lastSeq {
+			p.lastSeq = seq
+			if seq-p.ackedSeq >= ackEvery {
+				p.ackedSeq = seq
+				if err := p.to.Send(append(strconv.AppendUint([]byte(`{"ack":`), seq, 10), '}')); err != nil {
+					r.errs.add("ack", 1, err.Error())
+				}
+			}
+		}
+	}
 	f := inspect(msg)
 	switch {
 	case f.kind == kindPush && f.name == "Chat.whisper":

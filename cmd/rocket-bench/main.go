@@ -108,6 +108,7 @@ type options struct {
 	room        string
 	timeout     time.Duration
 	quiet       bool
+	acks        bool
 
 	stderr io.Writer
 }
@@ -209,6 +210,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.room, "room", "bench", "fanout: the room")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on each connection's connect + upgrade + welcome, and on setup requests")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&o.acks, "acks", false, "direct: receivers connect with ?acks=1 (acknowledged delivery) and acknowledge every 64 whispers")
 	return fs
 }
 

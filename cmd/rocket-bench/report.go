@@ -52,6 +52,7 @@ type Result struct {
 	Rate           float64  `json:"rate"`
 	Size           int      `json:"size,omitempty"`
 	Window         int      `json:"window,omitempty"`
+	Acks           bool     `json:"acks,omitempty"`
 	Nodes          int      `json:"nodes"`
 	Processes      int      `json:"processes"`
 	Sources        int      `json:"sources"`
