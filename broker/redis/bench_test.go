@@ -50,6 +50,11 @@ func (c *counter) wait(b *testing.B) {
 // twoNodes returns two Brokers of one cluster on a fresh Redis, a server on
 // the second with h and a client on that server.
 func twoNodes(b *testing.B, h broker.Handler) (from, to *Broker, serverID, clientID string) {
+	return twoNodesAcked(b, h, false)
+}
+
+// twoNodesAcked is twoNodes with a client that acknowledges if acked.
+func twoNodesAcked(b *testing.B, h broker.Handler, acked bool) (from, to *Broker, serverID, clientID string) {
 	srv := redistest.Start(b)
 	prefix := uniquePrefix()
 	logs := newLogs(b).logger()
@@ -64,7 +69,7 @@ func twoNodes(b *testing.B, h broker.Handler) (from, to *Broker, serverID, clien
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := to.Connect(ctx, broker.Client{ID: clientID, Server: serverID, Session: "s"}); err != nil {
+	if err := to.Connect(ctx, broker.Client{ID: clientID, Server: serverID, Session: "s", Acked: acked}); err != nil {
 		b.Fatal(err)
 	}
 	return from, to, serverID, clientID
@@ -87,6 +92,38 @@ func BenchmarkSendAcrossNodes(b *testing.B) {
 			if err := from.Send(ctx, clientID, data); err != nil {
 				b.Error(err)
 				return
+			}
+		}
+	})
+	h.wait(b)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkSendAcrossNodesAcked is BenchmarkSendAcrossNodes to a client
+// that acknowledges: each message is also numbered and kept in its
+// mailbox, which an Ack every 64 messages trims, as a client would.
+func BenchmarkSendAcrossNodesAcked(b *testing.B) {
+	h := newCounter(b.N)
+	from, to, _, clientID := twoNodesAcked(b, h, true)
+	ctx := context.Background()
+	data := []byte(`{"type":"event","name":"chat.message","data":{"text":"hello, rocket"}}`)
+	var sent atomic.Uint64
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := from.Send(ctx, clientID, data); err != nil {
+				b.Error(err)
+				return
+			}
+			if n := sent.Add(1); n%64 == 0 {
+				if err := to.Ack(ctx, clientID, n-64); err != nil {
+					b.Error(err)
+					return
+				}
 			}
 		}
 	})

@@ -104,10 +104,10 @@ end
 const luaBoundMail = `
 -- bound_mail keeps the newest size messages of a client's mailbox, counts
 -- the others as dropped, and, when the client is away until au, makes the
--- mailbox expire with the client.
-local function bound_mail(id, size, au)
+-- mailbox expire with the client. n is the mailbox's length, if known.
+local function bound_mail(id, size, au, n)
   local mk = mail_key(id)
-  local n = redis.call('LLEN', mk)
+  n = n or redis.call('LLEN', mk)
   if n > size then
     redis.call('LTRIM', mk, n - size, -1)
     redis.call('INCRBY', P .. 'stats:mail_dropped', n - size)
@@ -125,15 +125,13 @@ const luaDeliver = `
 local function deliver(id, srv, au, acked, data, size)
   if acked then
     local seq = int(redis.call('HINCRBY', client_key(id), 'seq', 1))
-    redis.call('RPUSH', mail_key(id), seq .. ' ' .. data)
-    bound_mail(id, size, au)
+    bound_mail(id, size, au, redis.call('RPUSH', mail_key(id), seq .. ' ' .. data))
     if srv == '' then return 2 end
     redis.call('RPUSH', inbox_key(srv), id .. '#' .. seq .. ' ' .. data)
     return 1
   end
   if srv == '' then
-    redis.call('RPUSH', mail_key(id), data)
-    bound_mail(id, size, au)
+    bound_mail(id, size, au, redis.call('RPUSH', mail_key(id), data))
     return 2
   end
   redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
