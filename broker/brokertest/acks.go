@@ -299,3 +299,45 @@ func testAckedUnregister(t *testing.T, e *env) {
 	e.sendNumbered(c, 5, 6)
 	expectMail(t, "Resume from 1", e.resumeAcked(c, sess, b, 1), 2, 3, 4, 5, 6)
 }
+
+// slowRecorder is a Recorder whose deliveries to clients take a while, so
+// that concurrent sends pile up behind them.
+type slowRecorder struct{ Recorder }
+
+func (r *slowRecorder) Deliver(clientID string, seq uint64, data []byte) {
+	time.Sleep(100 * time.Microsecond)
+	r.Recorder.Deliver(clientID, seq, data)
+}
+
+// testAckedBoundConnected: the mailbox bound limits what is kept for a
+// resume, never what reaches a connected client: a burst of concurrent
+// sends many times the mailbox size, to a server slow to take them, all
+// arrive, numbered in order.
+func testAckedBoundConnected(t *testing.T, e *env) {
+	const senders, each, size = 4, 50, 4
+	e.open(Config{MailboxSize: size, MailboxTTL: time.Minute})
+	r := new(slowRecorder)
+	a, err := e.b.RegisterServer(e.ctx, r)
+	if err != nil {
+		t.Fatalf("RegisterServer: %v", err)
+	}
+	c, _ := e.connectAcked(a, "")
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range each {
+				if err := e.b.Send(e.ctx, c, []byte("m")); err != nil {
+					t.Errorf("Send: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.WaitDirect(t, c, senders*each, WaitTimeout)
+	for i, s := range r.Seqs(c) {
+		if s != uint64(i+1) {
+			t.Fatalf("delivery %d numbered %d, want %d", i, s, i+1)
+		}
+	}
+}

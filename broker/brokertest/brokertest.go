@@ -90,6 +90,7 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"AckedNumbered", testAckedNumbered},
 		{"AckedResume", testAckedResume},
 		{"AckedBound", testAckedBound},
+		{"AckedBoundConnected", testAckedBoundConnected},
 		{"AckedConcurrentInOrder", testAckedConcurrentInOrder},
 		{"AckedSendUser", testAckedSendUser},
 		{"AckedUnregister", testAckedUnregister},

@@ -7,12 +7,14 @@ import (
 )
 
 // Acknowledged delivery: the messages of a client that acknowledges stay in
-// its mailbox, numbered, until Ack (or Resume) drops them. They reach the
-// Handler in order through deliverAcked: the Send that finds no delivery
-// under way for the client hands over every message not handed yet, the
-// lock released around each batch, while concurrent Sends to the client
-// only add to the mailbox. So a Handler sees the client's messages in the
-// order of their numbers, whatever the senders' goroutines.
+// its mailbox, numbered, until Ack (or Resume) drops them. While the client
+// is connected they are also queued in its outbox, and reach the Handler in
+// order through deliverAcked: the Send that finds no delivery under way for
+// the client hands over the outbox, the lock released around each batch,
+// while concurrent Sends to the client only add to it. So a Handler sees
+// the client's messages in the order of their numbers, whatever the
+// senders' goroutines, and the mailbox bound, which drops the oldest kept
+// messages, never keeps one from a connected client.
 
 // deliverAcked hands the messages of the acknowledging client c not yet
 // handed over to the Handler of the server holding it, unless another
@@ -24,19 +26,17 @@ func (b *Broker) deliverAcked(c *client) {
 		return
 	}
 	c.delivering = true
-	var batch []broker.Mail
-	for !b.closed && c.srv != nil && b.clients[c.id] == c {
-		batch = c.mail.after(c.handed, batch[:0])
-		if len(batch) == 0 {
-			break
-		}
-		c.handed = batch[len(batch)-1].Seq
+	var spare []broker.Mail
+	for !b.closed && c.srv != nil && b.clients[c.id] == c && len(c.outbox) > 0 {
+		batch := c.outbox
+		c.outbox = spare[:0]
 		h := c.srv.h
 		b.mu.Unlock()
 		for _, m := range batch {
 			h.Deliver(c.id, m.Seq, m.Data)
 		}
 		clear(batch)
+		spare = batch
 		b.mu.Lock()
 	}
 	c.delivering = false

@@ -128,9 +128,9 @@ type client struct {
 
 	// For clients that acknowledge (acks.go).
 	acked      bool
-	seq        uint64 // number of the last message sent to the client
-	handed     uint64 // number of the last message handed to a Handler
-	delivering bool   // a goroutine is handing the client's messages over
+	seq        uint64        // number of the last message sent to the client
+	outbox     []broker.Mail // numbered for the connected client, not yet handed over
+	delivering bool          // a goroutine is handing the client's messages over
 }
 
 // room is the set of servers subscribed to a room.
@@ -280,6 +280,7 @@ func (b *Broker) remove(c *client) {
 		c.awayElem = nil
 	}
 	c.mail = mailbox{}
+	c.outbox = nil
 	delete(b.clients, c.id)
 	b.unindexUser(c)
 }
@@ -288,6 +289,7 @@ func (b *Broker) remove(c *client) {
 // b.mu must be held.
 func (b *Broker) goAway(c *client, now time.Time) {
 	c.srv = nil
+	c.outbox = nil // kept in the mailbox
 	c.awayAt = now
 	c.awayElem = b.away.PushBack(c)
 }
@@ -442,9 +444,10 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 		return broker.Resumed{Mail: c.mail.drain()}, nil
 	}
 	c.mail.ack(ack)
-	// Everything numbered so far is handed over here: a delivery to the
-	// old server still under way finds the client gone and drops it.
-	c.handed = c.seq
+	// What was numbered so far is handed over here, from the mailbox: a
+	// delivery to the old server still under way finds the client gone
+	// and drops it.
+	c.outbox = nil
 	return broker.Resumed{Mail: c.mail.after(ack, nil), Acked: true}, nil
 }
 
@@ -529,6 +532,11 @@ func (b *Broker) keep(c *client, data []byte) {
 	if c.acked {
 		c.seq++
 		m.Seq = c.seq
+		if c.srv != nil {
+			// Handed over whatever the mailbox bound drops meanwhile,
+			// as a networked broker's inbox would.
+			c.outbox = append(c.outbox, m)
+		}
 	}
 	if c.mail.push(m, b.cfg.MailboxSize) {
 		b.stats.MailDropped++
