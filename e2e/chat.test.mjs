@@ -223,7 +223,24 @@ test("rocket.js in the browser: requests, errors, batches, pushes, resume", { ti
       const again = new Rocket({ session });
       await within(new Promise((resolve) => again.on("open", resolve)), "open");
       out.second = { client: again.clientId, resumed: again.resumed };
+      // Acknowledged delivery: whispers come numbered; one received
+      // before the connection closes is not sent again on resume, one
+      // sent while away is.
+      const other = new Rocket({ requestTimeout: 5000 });
+      const whispered = new Promise((resolve) => again.on("Chat.whisper", resolve));
+      await other.request("Chat.whisper", { to: again.clientId, text: "n1" });
+      out.whisper1 = (await within(whispered, "whisper n1")).text;
+      out.acked = { acked: again.acked, seq: again.seq };
       again.close();
+      await other.request("Chat.whisper", { to: again.clientId, text: "n2" });
+      const third = new Rocket({ session, seq: again.seq });
+      const got = [];
+      third.on("Chat.whisper", (w) => got.push(w.text));
+      await within(new Promise((resolve) => third.on("open", resolve)), "open");
+      await third.request("Echo.echo", 1); // after the mail
+      out.third = { resumed: third.resumed, got, seq: third.seq };
+      third.close();
+      other.close();
       out.states = states;
       return out;
     });
@@ -236,6 +253,9 @@ test("rocket.js in the browser: requests, errors, batches, pushes, resume", { ti
     assert.deepEqual(r.pushed, { room: "r", from: "js", text: "batched" });
     assert.equal(r.closedState, "closed");
     assert.deepEqual(r.second, { client: r.first.client, resumed: true });
+    assert.equal(r.whisper1, "n1");
+    assert.deepEqual(r.acked, { acked: true, seq: 1 });
+    assert.deepEqual(r.third, { resumed: true, got: ["n2"], seq: 2 });
     assert.deepEqual(r.states, ["open", "closed"]);
     assert.deepEqual(errors, []);
   } finally {
