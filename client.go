@@ -105,7 +105,9 @@ func (cl *Client) Get(key string) any {
 
 // Send writes msg to this client (see Server.Send for how msg is
 // encoded). It returns ErrUnknownClient once the client has disconnected;
-// use Server.Send with the client's id to reach it wherever it is.
+// use Server.Send with the client's id to reach it wherever it is. What
+// Client.Send writes is never numbered or kept for a resume, even for a
+// client that acknowledges: Server.Send is for messages that must arrive.
 func (cl *Client) Send(msg any) error {
 	data, err := encode(msg)
 	if err != nil {

@@ -415,8 +415,10 @@ func (s *Server) ClientCount() int {
 // cluster. msg is sent as it is if it is a []byte or json.RawMessage
 // (which must hold JSON), and encoded as JSON otherwise; use Push for the
 // conventional {"Name": value} shape. If the client is away, the message is
-// kept in its mailbox until it resumes. Send returns ErrUnknownClient if no
-// such client exists.
+// kept in its mailbox until it resumes. If the client acknowledges its
+// messages (Client.Acks), the message is numbered and kept until the
+// client acknowledges it, so that not even the death of the client's
+// server loses it. Send returns ErrUnknownClient if no such client exists.
 func (s *Server) Send(ctx context.Context, clientID string, msg any) error {
 	data, err := encode(msg)
 	if err != nil {
