@@ -121,3 +121,48 @@ func ExampleSession() {
 	// Output:
 	// true true welcome back
 }
+
+// A connection with Acks gets the messages sent to its client numbered and
+// acknowledges them; resuming with Acks(c.Seq()) gets only what came after.
+func ExampleAcks() {
+	app, err := rockettest.New(rocket.Config{Logger: slog.New(slog.DiscardHandler)}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer app.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	c, err := app.Dial(ctx, rockettest.Acks(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	send := func(text string) {
+		if err := app.Server.Send(ctx, c.ID, rocket.Push{Name: "News.item", Value: text}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	send("one")
+	var item string
+	if err := c.Expect(ctx, "News.item", &item); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(item, c.Acks, c.Seq())
+	if err := c.Close(); err != nil {
+		log.Fatal(err)
+	}
+
+	send("two") // kept while the client is away
+	again, err := app.Dial(ctx, rockettest.Session(c.Session), rockettest.Acks(c.Seq()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.Expect(ctx, "News.item", &item); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(item, again.Resumed, again.Seq())
+	// Output:
+	// one true 1
+	// two true 2
+}
