@@ -140,6 +140,9 @@ type Resumed struct {
 	// Acked reports whether the client acknowledges (Client.Acked, as
 	// recorded by Connect).
 	Acked bool
+	// Seq is, when Acked, the number of the last message sent to the
+	// client so far (0 for none).
+	Seq uint64
 }
 
 // Stats are counters a broker keeps since it was created.
@@ -196,9 +199,10 @@ type Broker interface {
 	//
 	// For a client that does not acknowledge, the mail is removed from
 	// the mailbox and ack is ignored. For one that does, ack is the
-	// number of the last message the client received: Resume drops the
-	// messages up to ack, as Ack does, and returns those after it, which
-	// stay in the mailbox until acknowledged.
+	// number of the last message the client received (an ack above the
+	// last number sent counts as that number): Resume drops the messages
+	// up to ack, as Ack does, and returns those after it, which stay in
+	// the mailbox until acknowledged.
 	Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (Resumed, error)
 
 	// Ack drops from the mailbox of an acknowledging client the messages

@@ -2,6 +2,7 @@ package brokertest
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -155,17 +156,27 @@ func testAckedResume(t *testing.T, e *env) {
 	if n := len(rb.Direct(c)); n != 0 {
 		t.Fatalf("server %s got %d messages, want none", b, n)
 	}
+	// An ack past the last number counts as the last number, up to the
+	// largest ack there is.
+	r, err := e.b.Resume(e.ctx, c, sess, a, math.MaxUint64)
+	if err != nil || !r.Acked || len(r.Mail) != 0 || r.Seq != 9 {
+		t.Fatalf("Resume(ack 2^64-1) = %+v, %v; want no mail, Seq 9", r, err)
+	}
+	e.sendNumbered(c, 10, 10)
+	expectMail(t, "Resume after a huge ack", e.resumeAcked(c, sess, a, 0), 10)
 	// Acknowledging twice, too far, or for unknown and plain clients is
 	// harmless.
 	e.ack(c, 9)
 	e.ack(c, 9)
 	e.ack(c, 100)
+	e.ack(c, math.MaxUint64)
+	expectMail(t, "Resume after a huge Ack", e.resumeAcked(c, sess, a, 0))
 	e.ack("no-such-client", 1)
 	plain, psess := e.connect(a)
 	e.ack(plain, 1)
 	e.disconnect(plain, a)
 	e.send(plain, "p")
-	r, err := e.b.Resume(e.ctx, plain, psess, b, 7)
+	r, err = e.b.Resume(e.ctx, plain, psess, b, 7)
 	if err != nil || r.Acked || len(r.Mail) != 1 || r.Mail[0].Seq != 0 || string(r.Mail[0].Data) != "p" {
 		t.Fatalf("Resume(plain, ack 7) = %+v, %v; want its one message, unnumbered", r, err)
 	}

@@ -443,12 +443,13 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 	if !c.acked {
 		return broker.Resumed{Mail: c.mail.drain()}, nil
 	}
+	ack = min(ack, c.seq)
 	c.mail.ack(ack)
 	// What was numbered so far is handed over here, from the mailbox: a
 	// delivery to the old server still under way finds the client gone
 	// and drops it.
 	c.outbox = nil
-	return broker.Resumed{Mail: c.mail.after(ack, nil), Acked: true}, nil
+	return broker.Resumed{Mail: c.mail.after(ack, nil), Acked: true, Seq: c.seq}, nil
 }
 
 // Disconnect marks the client away if it is held by serverID; otherwise,

@@ -660,6 +660,9 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 		return broker.Resumed{}, b.fail(op, fmt.Errorf("last seq %q: %w", last, err))
 	}
 	r := broker.Resumed{Acked: acked == "1"}
+	if r.Acked {
+		r.Seq = seq
+	}
 	if len(msgs) > 0 {
 		r.Mail = make([]broker.Mail, len(msgs))
 		for i, m := range msgs {

@@ -142,13 +142,23 @@ end
 const luaAckMail = `
 -- ack_mail drops the messages numbered up to seq from the mailbox of a
 -- client that acknowledges. Its entries are "<seq> <data>" with
--- consecutive numbers (only the oldest are ever removed).
+-- consecutive numbers (only the oldest are ever removed). seq must not be
+-- above the client's last number (see capped_ack), so that the arithmetic
+-- stays on small integers.
 local function ack_mail(id, seq)
   local mk = mail_key(id)
   local head = redis.call('LINDEX', mk, 0)
   if not head then return end
   local n = seq - tonumber(string.match(head, '^%d+')) + 1
-  if n > 0 then redis.call('LTRIM', mk, n, -1) end
+  if n > 0 then redis.call('LTRIM', mk, int(n), -1) end
+end
+
+-- capped_ack returns ack (a decimal string, up to 2^64-1) as a number no
+-- greater than last, the client's last number (a string or nil).
+local function capped_ack(ack, last)
+  last = tonumber(last) or 0
+  if #ack > 15 then return last end
+  return math.min(tonumber(ack) or 0, last)
 end
 `
 
@@ -235,10 +245,11 @@ local srv, _, acked = state(id, now_ms())
 if not srv then return {0} end
 local f = redis.call('HMGET', client_key(id), 'session', 'user', 'seq')
 if f[1] ~= ARGV[4] then return {1} end
+local ack = capped_ack(ARGV[5], f[3])
 take_client(id, srv, sid)
 local mk = mail_key(id)
 if acked then
-  ack_mail(id, tonumber(ARGV[5]))
+  ack_mail(id, ack)
   return {2, srv, redis.call('LRANGE', mk, 0, -1), f[2] or '', '1', f[3] or '0'}
 end
 local mail = redis.call('LRANGE', mk, 0, -1)
@@ -250,7 +261,8 @@ return {2, srv, mail, f[2] or '', '', '0'}
 // seq from the mailbox of a client that acknowledges.
 const luaAck = `
 local id = ARGV[2]
-if redis.call('HGET', client_key(id), 'acked') == '1' then ack_mail(id, tonumber(ARGV[3])) end
+local f = redis.call('HMGET', client_key(id), 'acked', 'seq')
+if f[1] == '1' then ack_mail(id, capped_ack(ARGV[3], f[2])) end
 return 1
 `
 
@@ -485,8 +497,8 @@ func newScripts() (*scripts, []string) {
 		register:     mk(luaRegister, luaNow, luaInt),
 		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
 		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaKeys, luaExpire, luaState, luaTakeClient, luaAckMail),
-		ack:          mk(luaAck, luaKeys, luaAckMail),
+		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaAckMail),
+		ack:          mk(luaAck, luaInt, luaKeys, luaAckMail),
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),
 		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
