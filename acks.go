@@ -30,15 +30,15 @@ import (
 // (it connected with ?acks=1, or resumed a session opened so).
 func (cl *Client) Acks() bool { return cl.acked.Load() }
 
-// deliverNumbered writes the directed message numbered seq to cl, unless
-// this connection has had it already, or queues it while cl is being set
-// up. Nothing is kept for a client that is closing: its mailbox in the
+// deliverNumbered writes the directed message numbered seq for the client
+// id to cl, unless this connection has had it already, or queues it while
+// cl is being set up. Nothing is kept for a client that is closing: its mailbox in the
 // broker holds the message until acknowledged.
-func (cl *Client) deliverNumbered(seq uint64, data []byte) {
+func (cl *Client) deliverNumbered(id string, seq uint64, data []byte) {
 	frame := protocol.AppendNumbered(make([]byte, 0, len(data)+48), seq, data)
 	cl.mu.Lock()
 	if !cl.ready.Load() {
-		cl.pending = append(cl.pending, queued{seq: seq, frame: frame})
+		cl.pending = append(cl.pending, queued{id: id, seq: seq, frame: frame})
 		cl.mu.Unlock()
 		return
 	}

@@ -1,12 +1,16 @@
 package rocket_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/broker/memory"
 )
 
 // numberedFrame is {"seq": N, "message": {"Chat.whisper": ...}}.
@@ -159,4 +163,123 @@ func TestAcksSendUser(t *testing.T) {
 	var s string
 	acked.call("Echo.echo", "x", &s)
 	plain.call("Echo.echo", "x", &s)
+}
+
+// deliverOnResume wraps a broker: before each Resume it calls inject with
+// the server's Handler, as a networked broker's inbox consumer may deliver
+// at that moment.
+type deliverOnResume struct {
+	broker.Broker
+	mu     sync.Mutex
+	h      broker.Handler
+	inject func(h broker.Handler, clientID string)
+}
+
+func (b *deliverOnResume) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
+	b.mu.Lock()
+	b.h = h
+	b.mu.Unlock()
+	return b.Broker.RegisterServer(ctx, h)
+}
+
+func (b *deliverOnResume) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
+	b.mu.Lock()
+	h, inject := b.h, b.inject
+	b.mu.Unlock()
+	if inject != nil {
+		inject(h, clientID)
+	}
+	return b.Broker.Resume(ctx, clientID, session, serverID, ack)
+}
+
+func (b *deliverOnResume) setInject(f func(h broker.Handler, clientID string)) {
+	b.mu.Lock()
+	b.inject = f
+	b.mu.Unlock()
+}
+
+// awayClient connects a client that acknowledges and waits until it has
+// gone away.
+func awayClient(t *testing.T, n *node) *client {
+	t.Helper()
+	c := dial(t, n.url+"?acks=1", "")
+	_ = c.ws.CloseNow()
+	eventually(t, func() error {
+		if n.srv.Client(c.welcome.Client) != nil {
+			return notYet("client %s still connected", c.welcome.Client)
+		}
+		return nil
+	})
+	return c
+}
+
+// TestAcksFailedResume: what the broker delivers for a session while a
+// connection tries to resume it and fails (a wrong secret) goes neither to
+// the new client that connection becomes nor into its numbering; the old
+// client keeps it.
+func TestAcksFailedResume(t *testing.T) {
+	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	t.Cleanup(func() { b.Close() })
+	n := startNode(t, rocket.Config{Broker: b}, nil)
+	old := awayClient(t, n)
+	plain := dial(t, n.url, "")
+	_ = plain.ws.CloseNow()
+	for _, gone := range []*client{old, plain} {
+		b.setInject(func(h broker.Handler, id string) {
+			if gone == old {
+				h.Deliver(id, 7, []byte(`{"Chat.whisper":{"text":"numbered, for the old client"}}`))
+			} else {
+				h.Deliver(id, 0, []byte(`{"Chat.whisper":{"text":"plain, for the old client"}}`))
+			}
+		})
+		c := dial(t, n.url+"?acks=1", gone.welcome.Client+".AAAAAAAAAAAAAAAAAAAAAAAA")
+		b.setInject(nil)
+		if c.welcome.Resumed || c.welcome.Client == gone.welcome.Client {
+			t.Fatalf("welcome %+v: want a new client", c.welcome)
+		}
+		if err := n.srv.Send(t.Context(), c.welcome.Client, rocket.Push{Name: "Chat.whisper", Value: map[string]string{"text": "mine"}}); err != nil {
+			t.Fatal(err)
+		}
+		c.expectNumbered(1, "mine")
+	}
+	// The plain message went on to the old plain client's mailbox.
+	again := dial(t, n.url, plain.welcome.Session)
+	if f := again.next(); !again.welcome.Resumed || f.Whisper == nil || f.Whisper.Text != "plain, for the old client" {
+		t.Fatalf("old plain client resumed %v, got %+v", again.welcome.Resumed, f)
+	}
+}
+
+// TestAcksResumeAckIsReceived: a numbered message at or below the ack a
+// connection resumes with is not written to it, even when the broker
+// delivers it during the resume (a reclaimed server's inbox may).
+func TestAcksResumeAckIsReceived(t *testing.T) {
+	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	t.Cleanup(func() { b.Close() })
+	n := startNode(t, rocket.Config{Broker: b}, nil)
+	c := dial(t, n.url+"?acks=1", "")
+	for i := 1; i <= 3; i++ {
+		if err := n.srv.Send(t.Context(), c.welcome.Client, rocket.Push{Name: "Chat.whisper", Value: map[string]string{"text": fmt.Sprint("w", i)}}); err != nil {
+			t.Fatal(err)
+		}
+		c.expectNumbered(uint64(i), fmt.Sprint("w", i))
+	}
+	_ = c.ws.CloseNow()
+	eventually(t, func() error {
+		if n.srv.Client(c.welcome.Client) != nil {
+			return notYet("still connected")
+		}
+		return nil
+	})
+	b.setInject(func(h broker.Handler, id string) {
+		h.Deliver(id, 2, []byte(`{"Chat.whisper":{"text":"w2"}}`))
+	})
+	again := dial(t, n.url+"?acks=1&ack=3", c.welcome.Session)
+	b.setInject(nil)
+	if !again.welcome.Resumed {
+		t.Fatal("not resumed")
+	}
+	if err := n.srv.Send(t.Context(), c.welcome.Client, rocket.Push{Name: "Chat.whisper", Value: map[string]string{"text": "w4"}}); err != nil {
+		t.Fatal(err)
+	}
+	again.expectNumbered(4, "w4")
 }

@@ -124,9 +124,12 @@ func (cl *Client) Close(reason string) {
 	cl.closeWith(transport.CloseNormal, reason)
 }
 
-// queued is a frame written before the client was welcomed; seq is the
-// number of a numbered message (acks.go), 0 for other frames.
+// queued is a frame written before the client was welcomed. For a
+// directed message, id is the client id it was delivered for (a resume
+// that fails gives the connection another id) and seq its number
+// (acks.go), 0 when not numbered; id is empty for other frames.
 type queued struct {
+	id    string
 	seq   uint64
 	frame []byte
 }
@@ -134,10 +137,15 @@ type queued struct {
 // write sends data to the connection, or queues it while the client is
 // not yet welcomed.
 func (cl *Client) write(data []byte) error {
+	return cl.writeFor("", data)
+}
+
+// writeFor is write for a directed message to the client id (see queued).
+func (cl *Client) writeFor(id string, data []byte) error {
 	if !cl.ready.Load() {
 		cl.mu.Lock()
 		if !cl.ready.Load() {
-			cl.pending = append(cl.pending, queued{frame: slices.Clone(data)})
+			cl.pending = append(cl.pending, queued{id: id, frame: slices.Clone(data)})
 			cl.mu.Unlock()
 			return nil
 		}
@@ -158,12 +166,12 @@ func (cl *Client) write(data []byte) error {
 	}
 }
 
-// deliver writes a directed message. It reports false when the client has
-// left and its leftovers were already handed back, so that the caller sends
-// the message on through the broker.
-func (cl *Client) deliver(data []byte) bool {
+// deliver writes a directed message for the client id. It reports false
+// when the client has left and its leftovers were already handed back, so
+// that the caller sends the message on through the broker.
+func (cl *Client) deliver(id string, data []byte) bool {
 	if !cl.closing.Load() {
-		err := cl.write(data)
+		err := cl.writeFor(id, data)
 		if err == nil || !(errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrSlowClient)) {
 			return true
 		}
@@ -183,8 +191,11 @@ func (cl *Client) deliver(data []byte) bool {
 // becomeReady writes the welcome, the kept mail and whatever was queued
 // meanwhile, in that order, and then lets writes go straight through. For
 // a client that acknowledges, the mail is numbered, and a numbered message
-// queued meanwhile that the mail held already is dropped.
-func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) {
+// queued meanwhile that the mail held already is dropped. Directed
+// messages queued for another client id (the one of a resume that failed)
+// are not written: it returns those that are not numbered, for the caller
+// to send on (the numbered ones are kept by the broker).
+func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) (misrouted []queued) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	frames := make([][]byte, 0, 1+len(mail)+len(cl.pending))
@@ -198,6 +209,12 @@ func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) {
 		cl.lastSeq = max(cl.lastSeq, m.Seq)
 	}
 	for _, q := range cl.pending {
+		if q.id != "" && q.id != cl.id {
+			if q.seq == 0 {
+				misrouted = append(misrouted, q)
+			}
+			continue
+		}
 		if q.seq != 0 {
 			if q.seq <= cl.lastSeq {
 				continue
@@ -218,6 +235,7 @@ func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) {
 		}
 	}
 	cl.ready.Store(true)
+	return misrouted
 }
 
 // slow disconnects a client whose pending output is over the limit.

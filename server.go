@@ -293,7 +293,12 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 			mail, resumed = r.Mail, true
 			cl.acked.Store(r.Acked)
 			if r.Acked {
-				cl.ackedSeq = cq.ack
+				// The client has had everything up to its ack (the
+				// broker caps it at the last number sent).
+				ack := min(cq.ack, r.Seq)
+				cl.mu.Lock()
+				cl.ackedSeq, cl.lastSeq = ack, ack
+				cl.mu.Unlock()
 			}
 		case errors.Is(err, broker.ErrUnknownClient), errors.Is(err, broker.ErrBadSession):
 			s.log.Debug("session not resumed", "client", id, "err", err)
@@ -322,7 +327,13 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 	}
 	cl.registered.Store(true)
 	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed, cl.acked.Load())
-	cl.becomeReady(welcome, mail)
+	for _, q := range cl.becomeReady(welcome, mail) {
+		// Delivered for the id of a resume that failed: send it on to
+		// where that client is now (away: its mailbox).
+		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
+			s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message of a resume that failed: %w", err)})
+		}
+	}
 	if s.state.Load() != stateRunning {
 		// Shutdown began while this client was being set up and may have
 		// missed it.
@@ -433,7 +444,7 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	}
 	// A local client is written to directly, unless it acknowledges (the
 	// broker keeps its messages until then) or is being set up.
-	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(data) {
+	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(clientID, data) {
 		return nil
 	}
 	if err := s.broker.Send(ctx, clientID, data); err != nil {
@@ -457,9 +468,9 @@ func (h brokerHandler) Deliver(clientID string, seq uint64, data []byte) {
 	cl := s.Client(clientID)
 	switch {
 	case cl != nil && seq != 0:
-		cl.deliverNumbered(seq, data)
+		cl.deliverNumbered(clientID, seq, data)
 		return
-	case cl != nil && cl.deliver(data):
+	case cl != nil && cl.deliver(clientID, data):
 		return
 	}
 	// The directory may still name this server (its Disconnect failed,
