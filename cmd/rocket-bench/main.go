@@ -61,6 +61,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,6 +110,7 @@ type options struct {
 	timeout     time.Duration
 	quiet       bool
 	acks        bool
+	cpuProfile  string
 
 	stderr io.Writer
 }
@@ -134,6 +136,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "rocket-bench:", err)
 		return exitSetup
 	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "rocket-bench:", err)
+			return exitSetup
+		}
+		defer stopProfile()
+	}
 	res, err := scenarios[o.scenario](ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "rocket-bench %s: %v\n", o.scenario, err)
@@ -149,6 +159,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitErrors
 	}
 	return exitOK
+}
+
+// startCPUProfile profiles this process into the file path until the
+// returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // lockedWriter serializes writes to w.
@@ -210,6 +237,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.room, "room", "bench", "fanout: the room")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on each connection's connect + upgrade + welcome, and on setup requests")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (go tool pprof) to this file")
 	fs.BoolVar(&o.acks, "acks", false, "direct: receivers connect with ?acks=1 (acknowledged delivery) and acknowledge every 64 whispers")
 	return fs
 }
