@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -201,9 +202,13 @@ func TestDirect(t *testing.T) {
 	b := memory.New(memory.Config{})
 	t.Cleanup(func() { b.Close() })
 	a, c := startNode(t, b, -1), startNode(t, b, -1)
-	res := benchOK(t, "direct", 20, append([]string{"-url", a.ws, "-url", c.ws, "-metrics", a.metrics, "-metrics", c.metrics}, short...)...)
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	res := benchOK(t, "direct", 20, append([]string{"-url", a.ws, "-url", c.ws, "-metrics", a.metrics, "-metrics", c.metrics, "-cpuprofile", prof}, short...)...)
 	if res["missing"] != float64(0) || res["duplicates"] != float64(0) {
 		t.Errorf("missing %v, duplicates %v", res["missing"], res["duplicates"])
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("-cpuprofile %s: %v, %v", prof, st, err)
 	}
 	if res["sent"] != res["deliveries"] {
 		t.Errorf("sent %v, delivered %v", res["sent"], res["deliveries"])
