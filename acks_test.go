@@ -198,11 +198,11 @@ func (b *deliverOnResume) setInject(f func(h broker.Handler, clientID string)) {
 	b.mu.Unlock()
 }
 
-// awayClient connects a client that acknowledges and waits until it has
-// gone away.
-func awayClient(t *testing.T, n *node) *client {
+// awayClient connects a client (with query, e.g. "?acks=1") and waits
+// until it has gone away.
+func awayClient(t *testing.T, n *node, query string) *client {
 	t.Helper()
-	c := dial(t, n.url+"?acks=1", "")
+	c := dial(t, n.url+query, "")
 	_ = c.ws.CloseNow()
 	eventually(t, func() error {
 		if n.srv.Client(c.welcome.Client) != nil {
@@ -221,9 +221,8 @@ func TestAcksFailedResume(t *testing.T) {
 	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
 	t.Cleanup(func() { b.Close() })
 	n := startNode(t, rocket.Config{Broker: b}, nil)
-	old := awayClient(t, n)
-	plain := dial(t, n.url, "")
-	_ = plain.ws.CloseNow()
+	old := awayClient(t, n, "?acks=1")
+	plain := awayClient(t, n, "")
 	for _, gone := range []*client{old, plain} {
 		b.setInject(func(h broker.Handler, id string) {
 			if gone == old {
