@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -48,7 +49,10 @@ const MaxPresenceBytes = 8 << 10
 // when the client joins and kept with its presence entry, so that when
 // its server dies, another server publishes it (with the Redis broker,
 // the node that reaps the dead one, within the broker's documented
-// bound: DeadAfter and a reaper round, about 6.3 s by default).
+// bound: DeadAfter and a reaper round, about 6.3 s by default). A server
+// the broker took for dead while it was only cut off from it adds its
+// members' entries again when it is back, and publishes their join
+// messages again.
 //
 // Delivery follows room messages: at most once, and a join message may
 // reach a member after a Server.Presence list that already holds the
@@ -97,9 +101,12 @@ type PresenceEvent struct {
 }
 
 // presence is a room a client is present in. It lives in Client.presence,
-// guarded by Client.mu.
+// guarded by Client.mu. It keeps what the broker's entry holds and the join
+// message, to add the entry again if the broker drops it (restorePresence).
 type presence struct {
 	joinedAt time.Time
+	data     []byte // broker.Member.Data
+	joined   []byte // the join message; nil when silent
 	left     []byte // the leave message; nil when silent
 }
 
@@ -154,7 +161,7 @@ func (cl *Client) JoinWithPresence(ctx context.Context, room string, p Presence)
 	if err := s.join(ctx, cl, room); err != nil {
 		return err
 	}
-	entry := &presence{joinedAt: joinedAt, left: left}
+	entry := &presence{joinedAt: joinedAt, data: data, joined: joined, left: left}
 	cl.mu.Lock()
 	if cl.presence == nil {
 		cl.presence = make(map[string]*presence)
@@ -254,6 +261,63 @@ func (s *Server) abandonPresence(cl *Client, room string, left []byte) {
 	}
 	if removed && left != nil {
 		if err := s.publishData(ctx, room, left); err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: err})
+		}
+	}
+}
+
+// Reclaimed is called by a broker that found this server dead while it was
+// alive and has taken it back (broker.Reclaimer): it removed the server's
+// presence entries and published their leave messages. The server adds
+// them again and publishes their join messages, off the broker's
+// goroutine.
+func (h brokerHandler) Reclaimed() {
+	s := h.s
+	if s.state.Load() != stateRunning {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		n := 0
+		for _, cl := range s.snapshotClients(nil) {
+			cl.mu.Lock()
+			entries := maps.Clone(cl.presence)
+			cl.mu.Unlock()
+			for room, p := range entries {
+				s.restorePresence(cl, room, p)
+				n++
+			}
+		}
+		s.log.Warn("presence restored after the broker found this server dead", "server", s.id, "entries", n)
+	}()
+}
+
+// restorePresence adds cl's presence entry p in room to the broker again
+// and publishes its join message, unless the client left the room or
+// joined it again meanwhile.
+func (s *Server) restorePresence(cl *Client, room string, p *presence) {
+	ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+	defer cancel()
+	m := broker.Member{ClientID: cl.id, ServerID: s.id, Data: p.data, LeaveMessage: p.left, JoinedAt: p.joinedAt}
+	if err := s.broker.PresenceAdd(ctx, room, m); err != nil {
+		s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("rocket: restore presence of client %s in room %q: %w", cl.id, room, err)})
+		return
+	}
+	cl.mu.Lock()
+	current := cl.presence[room]
+	cl.mu.Unlock()
+	switch {
+	case current == nil || cl.closing.Load():
+		// Gone meanwhile: take back what was just added.
+		if _, err := s.broker.PresenceRemove(ctx, room, cl.id, s.id); err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("rocket: remove presence of client %s in room %q: %w", cl.id, room, err)})
+		}
+	case current != p:
+		// Joined again meanwhile: that entry is the one to keep.
+		s.restorePresence(cl, room, current)
+	case p.joined != nil:
+		if err := s.publishData(ctx, room, p.joined); err != nil {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
 	}

@@ -390,3 +390,54 @@ func TestClusterPresence(t *testing.T) {
 		t.Fatalf("Presence on node 2 = %+v, %v", members, err)
 	}
 }
+
+// TestPresenceReclaimed: when the broker took the server back after
+// finding it dead (broker.Reclaimer; the Redis broker does after a cut-off
+// longer than DeadAfter, having removed the server's entries), the server
+// adds its clients' entries again, same joined_at and info, and tells the
+// rooms they are back.
+func TestPresenceReclaimed(t *testing.T) {
+	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	t.Cleanup(func() { b.Close() })
+	app := startDemoApp(t, rocket.Config{Broker: b, CommandRate: -1})
+	ann, bob := app.Connect(t), app.Connect(t)
+	joinPresent(t, ann, "lobby", "ann")
+	expectMember(t, ann, "Chat.joined", "lobby", ann.ID, "ann")
+	joinPresent(t, bob, "lobby", "bob")
+	expectMember(t, ann, "Chat.joined", "lobby", bob.ID, "bob")
+	expectMember(t, bob, "Chat.joined", "lobby", bob.ID, "bob")
+	before := expectWho(t, bob, "lobby", ann.ID+":ann", bob.ID+":bob")
+
+	// What the broker's cleanup of a dead server does to presence.
+	for _, id := range []string{ann.ID, bob.ID} {
+		if removed, err := b.PresenceRemove(t.Context(), "lobby", id, app.Server.ID()); err != nil || !removed {
+			t.Fatalf("PresenceRemove(%s) = %v, %v", id, removed, err)
+		}
+	}
+	expectWho(t, bob, "lobby")
+	b.mu.Lock()
+	h := b.h
+	b.mu.Unlock()
+	h.(broker.Reclaimer).Reclaimed()
+
+	for _, c := range []*rockettest.Client{ann, bob} {
+		var names []string
+		for range 2 {
+			var ev demo.MemberEvent
+			c.ExpectInto("Chat.joined", &ev)
+			names = append(names, ev.Client+":"+ev.Name)
+		}
+		want := []string{ann.ID + ":ann", bob.ID + ":bob"}
+		slices.Sort(names)
+		slices.Sort(want)
+		if !slices.Equal(names, want) {
+			t.Fatalf("client %s told %q, want both back", c.ID, names)
+		}
+	}
+	after := expectWho(t, bob, "lobby", ann.ID+":ann", bob.ID+":bob")
+	for i := range after.Members {
+		if !after.Members[i].JoinedAt.Equal(before.Members[i].JoinedAt) {
+			t.Fatalf("member %d: joined_at %v, was %v", i, after.Members[i].JoinedAt, before.Members[i].JoinedAt)
+		}
+	}
+}

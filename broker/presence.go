@@ -37,3 +37,20 @@ type Member struct {
 	// JoinedAt is when the client joined, kept to the millisecond.
 	JoinedAt time.Time
 }
+
+// Reclaimer is implemented by a Handler whose server restores its presence
+// entries when a broker that found the server dead while it was alive (cut
+// off from the broker longer than the broker's dead-server timeout, or the
+// broker's store lost its data) takes it back: the broker then removed the
+// server's entries, publishing their leave messages, and reclaimed its
+// clients; it calls Reclaimed once the clients are back. The server adds
+// its entries again (and may tell the rooms its members are back).
+//
+// Reclaimed is called from a broker goroutine and must not block for long.
+// A broker that never finds a live server dead (the memory broker) never
+// calls it. Rocket's servers implement it.
+type Reclaimer interface {
+	// Reclaimed tells the server that the broker took it back after
+	// finding it dead, its presence entries gone.
+	Reclaimed()
+}

@@ -13,19 +13,36 @@ import (
 // (it is a broker.Kicker), and lets tests wait for them. The zero value is
 // ready to use; a Recorder must not be copied after first use.
 type Recorder struct {
-	mu      sync.Mutex
-	direct  map[string][][]byte
-	seqs    map[string][]uint64
-	rooms   map[string][][]byte
-	kicks   map[string][]Kick
-	total   int
-	changed chan struct{} // closed and replaced on every delivery
+	mu       sync.Mutex
+	direct   map[string][][]byte
+	seqs     map[string][]uint64
+	rooms    map[string][][]byte
+	kicks    map[string][]Kick
+	reclaims int
+	total    int
+	changed  chan struct{} // closed and replaced on every delivery
 }
 
 var (
-	_ broker.Handler = (*Recorder)(nil)
-	_ broker.Kicker  = (*Recorder)(nil)
+	_ broker.Handler   = (*Recorder)(nil)
+	_ broker.Kicker    = (*Recorder)(nil)
+	_ broker.Reclaimer = (*Recorder)(nil)
 )
+
+// Reclaimed counts the call (see Reclaims).
+func (r *Recorder) Reclaimed() {
+	r.mu.Lock()
+	r.reclaims++
+	r.recordedLocked()
+	r.mu.Unlock()
+}
+
+// Reclaims returns how many times Reclaimed was called.
+func (r *Recorder) Reclaims() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reclaims
+}
 
 // Deliver records a copy of data, and seq, for clientID.
 func (r *Recorder) Deliver(clientID string, seq uint64, data []byte) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/rocket-go/rocket/broker"
 )
 
 // This file holds the Broker's goroutines: per registered server an inbox
@@ -203,7 +205,7 @@ func (b *Broker) pop(inbox, wake string) ([]string, error) {
 // HeartbeatInterval, with Redis's clock. When the refresh finds the server
 // missing from the set, the server was reaped while alive (cut off from
 // Redis longer than DeadAfter) or Redis lost its data: it reclaims its
-// clients.
+// clients, then tells the Handler if it is a broker.Reclaimer.
 func (b *Broker) heartbeat(s *server) {
 	t := time.NewTicker(b.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -229,6 +231,9 @@ func (b *Broker) heartbeat(s *server) {
 			if reclaim {
 				err = b.reclaim(ctx, s)
 				reclaim = err != nil
+				if r, ok := s.h.(broker.Reclaimer); ok && !reclaim {
+					r.Reclaimed()
+				}
 			}
 		}
 		cancel()

@@ -88,13 +88,14 @@ func TestPresenceDeadNode(t *testing.T) {
 
 // TestPresenceReapedWhileAlive: a server reaped while cut off from Redis
 // loses its entries (their leave messages are published), and may not add
-// entries until its heartbeat has put it back in the servers set.
+// entries until its heartbeat has put it back in the servers set; then
+// its Handler is told (broker.Reclaimer), once.
 func TestPresenceReapedWhileAlive(t *testing.T) {
 	a, b, _ := twoBrokers(t, 300*time.Millisecond)
 	ctx := t.Context()
-	ra := new(brokertest.Recorder)
+	ra, rb := new(brokertest.Recorder), new(brokertest.Recorder)
 	sa, _ := a.RegisterServer(ctx, ra)
-	sb, _ := b.RegisterServer(ctx, new(brokertest.Recorder))
+	sb, _ := b.RegisterServer(ctx, rb)
 	if err := a.Subscribe(ctx, sa, "room"); err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +109,14 @@ func TestPresenceReapedWhileAlive(t *testing.T) {
 	if !errors.Is(err, broker.ErrUnknownServer) {
 		t.Fatalf("PresenceAdd by a reaped server: %v, want ErrUnknownServer", err)
 	}
+	if n := rb.Reclaims(); n != 0 {
+		t.Fatalf("Reclaimed called %d times while cut off", n)
+	}
 	b.heartbeatPaused.Store(false) // back
-	waitFor(t, 5*time.Second, "PresenceAdd accepted again", func() bool {
-		return b.PresenceAdd(ctx, "room", m) == nil
-	})
+	waitFor(t, 5*time.Second, "Reclaimed called", func() bool { return rb.Reclaims() == 1 })
+	if err := b.PresenceAdd(ctx, "room", m); err != nil {
+		t.Fatalf("PresenceAdd after Reclaimed: %v", err)
+	}
 	members, err := a.Presence(ctx, "room")
 	if err != nil || len(members) != 1 || members[0].ServerID != sb {
 		t.Fatalf("Presence = %+v, %v", members, err)
