@@ -164,7 +164,17 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 // it is down, local work goes on, cross-node whispers are refused with
 // internal_error and the node is not ready; afterwards the nodes recover
 // by themselves. Every whisper accepted is delivered exactly once.
+// The receiver either acknowledges its messages or not.
 func TestClusterRedisRestart(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testClusterRedisRestart(t, false) })
+	t.Run("acks", func(t *testing.T) { testClusterRedisRestart(t, true) })
+}
+
+func testClusterRedisRestart(t *testing.T, acks bool) {
+	var opts []rockettest.DialOption
+	if acks {
+		opts = append(opts, rockettest.Acks(0))
+	}
 	rs := redistest.Start(t)
 	prefix := clusterPrefix(t)
 	n1 := startRedisApp(t, rs, prefix)
@@ -173,10 +183,13 @@ func TestClusterRedisRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dctx, dcancel := context.WithTimeout(ctx, wait)
-	bob, err := n2.Dial(dctx) // a Conn, to read from another goroutine; n2 closes it
+	bob, err := n2.Dial(dctx, opts...) // a Conn, to read from another goroutine; n2 closes it
 	dcancel()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bob.Acks != acks {
+		t.Fatalf("bob's welcome says acks %v, want %v", bob.Acks, acks)
 	}
 	callOK(t, ann, "Chat.join", map[string]string{"room": "local", "name": "ann"}, nil)
 
