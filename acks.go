@@ -35,23 +35,27 @@ func (cl *Client) Acks() bool { return cl.acked.Load() }
 // cl is being set up. Nothing is kept for a client that is closing: its mailbox in the
 // broker holds the message until acknowledged.
 func (cl *Client) deliverNumbered(id string, seq uint64, data []byte) {
-	frame := protocol.AppendNumbered(make([]byte, 0, len(data)+48), seq, data)
+	s := cl.srv
+	buf := s.frameBuf()
+	frame := protocol.AppendNumbered(*buf, seq, data)
 	cl.mu.Lock()
 	if !cl.ready.Load() {
-		cl.pending = append(cl.pending, queued{id: id, seq: seq, frame: frame})
+		cl.pending = append(cl.pending, queued{id: id, seq: seq, frame: frame}) // keeps buf
 		cl.mu.Unlock()
 		return
 	}
-	if seq <= cl.lastSeq || cl.closing.Load() {
+	if seq <= cl.lastSeq || cl.closing.Load() { // had it, or leaving
 		cl.mu.Unlock()
+		s.releaseFrameBuf(buf, frame)
 		return
 	}
 	cl.lastSeq = seq
 	err := cl.conn.WriteText(frame)
 	cl.mu.Unlock()
+	s.releaseFrameBuf(buf, frame)
 	switch {
 	case err == nil:
-		cl.srv.metrics.messagesSent.Inc()
+		s.metrics.messagesSent.Inc()
 	case errors.Is(err, transport.ErrSlow):
 		cl.slow()
 	}

@@ -94,39 +94,60 @@ func (s *Server) run(cl *Client, h Handler, cmd *protocol.Command) (result any, 
 // "ok" or the error code.
 func (cl *Client) reply(cmd *protocol.Command, result any, err error) string {
 	s := cl.srv
-	var frame []byte
 	if err == nil {
 		if cmd.Ref == nil {
 			return "ok"
 		}
 		b, merr := json.Marshal(result)
-		if merr != nil {
-			err = fmt.Errorf("encode result: %w", merr)
-		} else {
-			frame = protocol.AppendResult(nil, cmd.Ref, cmd.Name, b)
+		if merr == nil {
+			buf := s.frameBuf()
+			frame := protocol.AppendResult(*buf, cmd.Ref, cmd.Name, b)
+			_ = cl.write(frame)
+			s.releaseFrameBuf(buf, frame)
+			return "ok"
 		}
+		err = fmt.Errorf("encode result: %w", merr)
 	}
-	if err != nil {
-		var re *Error
-		switch {
-		case errors.As(err, &re):
-		case errors.Is(err, ErrUnavailable):
-			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
-			re = &Error{Code: CodeInternal, Message: cmd.Name + " could not be completed: the cluster is unavailable, try again"}
-		default:
-			s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
-			re = &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
-		}
-		if cmd.Ref != nil {
-			frame = protocol.AppendReplyError(nil, cmd.Ref, cmd.Name, re.Code, re.Message)
-		} else {
-			frame = protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message)
-		}
-		_ = cl.write(frame)
-		return re.Code
+	var re *Error
+	switch {
+	case errors.As(err, &re):
+	case errors.Is(err, ErrUnavailable):
+		s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
+		re = &Error{Code: CodeInternal, Message: cmd.Name + " could not be completed: the cluster is unavailable, try again"}
+	default:
+		s.reportError(&ErrorEvent{Client: cl, Action: cmd.Name, Err: err})
+		re = &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
 	}
-	_ = cl.write(frame)
-	return "ok"
+	if cmd.Ref != nil {
+		_ = cl.write(protocol.AppendReplyError(nil, cmd.Ref, cmd.Name, re.Code, re.Message))
+	} else {
+		_ = cl.write(protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message))
+	}
+	return re.Code
+}
+
+// maxPooledFrame is the capacity above which a frame buffer is left to the
+// garbage collector rather than pooled.
+const maxPooledFrame = 64 << 10
+
+// frameBuf returns an empty buffer to build a frame in. The transport
+// copies what it writes, so the buffer may go back (releaseFrameBuf) once
+// the frame is written.
+func (s *Server) frameBuf() *[]byte {
+	if b, ok := s.frameBufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 256)
+	return &b
+}
+
+// releaseFrameBuf returns buf, which now holds frame, to the pool.
+func (s *Server) releaseFrameBuf(buf *[]byte, frame []byte) {
+	if cap(frame) > maxPooledFrame {
+		return
+	}
+	*buf = frame[:0]
+	s.frameBufs.Put(buf)
 }
 
 // sendError sends a frame-level error.

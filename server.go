@@ -77,6 +77,8 @@ type Server struct {
 	shutdownErr  error
 
 	metrics *metrics
+
+	frameBufs sync.Pool // of *[]byte: buffers replies are built in (dispatch.go)
 }
 
 // New returns a Server for cfg, with defaults applied to its zero fields.
