@@ -217,7 +217,7 @@ func New(cfg Config) *Acceptor {
 		if c == nil {
 			return
 		}
-		if nc.ExecuteLen() == 0 || !nc.Execute(c.endBatch) {
+		if nc.ExecuteLen() == 0 || !nc.Execute(c.endBatchJob) {
 			// No message is being handled: nothing to wait for.
 			c.release(false)
 		}
@@ -354,6 +354,7 @@ func (a *Acceptor) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
 	}
 	c := &Conn{ws: ws, h: h, a: a}
+	c.endBatchJob = c.endBatch
 	c.nbc, _ = ws.UnderlayerConn().(*nbio.Conn)
 	a.bindMu.Lock()
 	ws.SetSession(c)
@@ -397,8 +398,10 @@ type Conn struct {
 	closeTimer atomic.Pointer[*time.Timer]
 
 	// batch counts the reads whose messages are being handled; their
-	// last job flushes the output.
-	batch atomic.Int32
+	// last job, endBatchJob (c.endBatch, made once rather than per read),
+	// flushes the output.
+	batch       atomic.Int32
+	endBatchJob func()
 	// fmu orders flushes, so that buffers reach the socket in the order
 	// they were filled.
 	fmu     sync.Mutex
