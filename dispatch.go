@@ -23,7 +23,16 @@ func (s *Server) dispatch(cl *Client, text bool, data []byte) {
 		cl.sendError(CodeTooLarge, fmt.Sprintf("frame of %d bytes is over the limit of %d bytes", len(data), s.cfg.MaxFrameBytes))
 		return
 	}
-	cmds, err := protocol.Decode(data, s.limits, nil)
+	buf, _ := s.cmdBufs.Get().(*[]protocol.Command)
+	if buf == nil {
+		buf = new([]protocol.Command)
+	}
+	cmds, err := protocol.Decode(data, s.limits, (*buf)[:0])
+	defer func() {
+		clear(cmds) // they alias the frame
+		*buf = cmds[:0]
+		s.cmdBufs.Put(buf)
+	}()
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {

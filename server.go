@@ -79,6 +79,7 @@ type Server struct {
 	metrics *metrics
 
 	frameBufs sync.Pool // of *[]byte: buffers replies are built in (dispatch.go)
+	cmdBufs   sync.Pool // of *[]protocol.Command: a frame's commands (dispatch.go)
 }
 
 // New returns a Server for cfg, with defaults applied to its zero fields.
