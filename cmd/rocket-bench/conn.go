@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -237,6 +238,18 @@ func (c *Conn) control(h ws.Header) error {
 		return errClosed{code, reason}
 	}
 	return nil
+}
+
+// readInBackground runs c.ReadLoop(handle) on a goroutine of its own, which
+// ends with the connection; a connection that ends before closing is set
+// (the run closing its connections) counts as a "disconnected" error.
+func readInBackground(c *Conn, handle func(msg []byte), closing *atomic.Bool, errs *tally) {
+	go func() {
+		err := c.ReadLoop(handle)
+		if !closing.Load() {
+			errs.add("disconnected", 1, err.Error())
+		}
+	}()
 }
 
 // ReadLoop hands every message to handle until the connection fails or is

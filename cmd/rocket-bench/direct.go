@@ -53,8 +53,8 @@ func runDirect(ctx context.Context, o *options) (*Result, error) {
 		p.head = append([]byte(`{"Chat.whisper":{"to":`), appendJSONString(nil, p.to.ID)...)
 		p.head = append(p.head, `,"text":"`...)
 		r.pairs[i] = p
-		r.read(p.from, p.handleSender)
-		r.read(p.to, p.handleReceiver)
+		readInBackground(p.from, p.handleSender, &r.closing, &r.errs)
+		readInBackground(p.to, p.handleReceiver, &r.closing, &r.errs)
 	}
 
 	start := now() + int64(10*time.Millisecond)
@@ -143,15 +143,6 @@ type directRun struct {
 	reordered  atomic.Int64
 	latency    Histogram
 	errs       tally
-}
-
-func (r *directRun) read(c *Conn, handle func([]byte)) {
-	go func() {
-		err := c.ReadLoop(handle)
-		if !r.closing.Load() {
-			r.errs.add("disconnected", 1, err.Error())
-		}
-	}()
 }
 
 func (r *directRun) totalSent() int64 {

@@ -64,12 +64,7 @@ func runEcho(ctx context.Context, o *options) (*Result, error) {
 			p.end = r.end
 			senders.Go(func() { e.pace(runCtx, p) })
 		}
-		go func() {
-			err := e.c.ReadLoop(e.handle)
-			if !r.closing.Load() {
-				r.errs.add("disconnected", 1, err.Error())
-			}
-		}()
+		readInBackground(e.c, e.handle, &r.closing, &r.errs)
 	}
 
 	sleepUntil(ctx, r.warmEnd)

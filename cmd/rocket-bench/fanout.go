@@ -38,7 +38,7 @@ func runFanout(ctx context.Context, o *options) (*Result, error) {
 	}()
 	if err := joinAll(o, conns, func(i int, c *Conn) {
 		m := &member{run: r, seen: newSeqSet()}
-		r.read(c, m.handle)
+		readInBackground(c, m.handle, &r.closing, &r.errs)
 	}); err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func runFanout(ctx context.Context, o *options) (*Result, error) {
 	if err := pub.Call(joinFrame(o.room, "publisher"), 1, o.timeout); err != nil {
 		return nil, fmt.Errorf("publisher: Chat.join: %w", err)
 	}
-	r.read(pub, r.handlePublisher)
+	readInBackground(pub, r.handlePublisher, &r.closing, &r.errs)
 
 	start := now() + int64(10*time.Millisecond)
 	r.warmEnd = start + int64(o.warmup)
@@ -183,16 +183,6 @@ type fanoutRun struct {
 	latency  Histogram // until every member has a message
 	delivery Histogram // each delivery
 	errs     tally
-}
-
-// read reads c on a goroutine of its own until the run closes it.
-func (r *fanoutRun) read(c *Conn, handle func([]byte)) {
-	go func() {
-		err := c.ReadLoop(handle)
-		if !r.closing.Load() {
-			r.errs.add("disconnected", 1, err.Error())
-		}
-	}()
 }
 
 func (r *fanoutRun) windowSize() int {
