@@ -60,12 +60,7 @@ func TestAcks(t *testing.T) {
 	ann.sendRaw(`{"ack":1}`) // again: harmless
 	// ann received 1 and 2 (say), then lost its connection.
 	_ = ann.ws.CloseNow()
-	eventually(t, func() error {
-		if n.srv.Client(ann.welcome.Client) != nil {
-			return notYet("ann still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, ann.welcome.Client)
 	whisper("w4")
 	again := dial(t, n.url+"?acks=1&ack=2", ann.welcome.Session)
 	if !again.welcome.Resumed || again.welcome.Client != ann.welcome.Client {
@@ -165,24 +160,25 @@ func TestAcksSendUser(t *testing.T) {
 	plain.call("Echo.echo", "x", &s)
 }
 
-// deliverOnResume wraps a broker: before each Resume it calls inject with
-// the server's Handler, as a networked broker's inbox consumer may deliver
-// at that moment.
-type deliverOnResume struct {
+// tappedBroker wraps a broker for tests: it keeps the Handler of the (one)
+// server registered, and before each Resume it calls inject, if set, with
+// that Handler, as a networked broker's inbox consumer may deliver at that
+// moment.
+type tappedBroker struct {
 	broker.Broker
 	mu     sync.Mutex
 	h      broker.Handler
 	inject func(h broker.Handler, clientID string)
 }
 
-func (b *deliverOnResume) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
+func (b *tappedBroker) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
 	b.mu.Lock()
 	b.h = h
 	b.mu.Unlock()
 	return b.Broker.RegisterServer(ctx, h)
 }
 
-func (b *deliverOnResume) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
+func (b *tappedBroker) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	b.mu.Lock()
 	h, inject := b.h, b.inject
 	b.mu.Unlock()
@@ -192,7 +188,7 @@ func (b *deliverOnResume) Resume(ctx context.Context, clientID, session, serverI
 	return b.Broker.Resume(ctx, clientID, session, serverID, ack)
 }
 
-func (b *deliverOnResume) setInject(f func(h broker.Handler, clientID string)) {
+func (b *tappedBroker) setInject(f func(h broker.Handler, clientID string)) {
 	b.mu.Lock()
 	b.inject = f
 	b.mu.Unlock()
@@ -204,12 +200,7 @@ func awayClient(t *testing.T, n *node, query string) *client {
 	t.Helper()
 	c := dial(t, n.url+query, "")
 	_ = c.ws.CloseNow()
-	eventually(t, func() error {
-		if n.srv.Client(c.welcome.Client) != nil {
-			return notYet("client %s still connected", c.welcome.Client)
-		}
-		return nil
-	})
+	waitGone(t, n, c.welcome.Client)
 	return c
 }
 
@@ -218,7 +209,7 @@ func awayClient(t *testing.T, n *node, query string) *client {
 // the new client that connection becomes nor into its numbering; the old
 // client keeps it.
 func TestAcksFailedResume(t *testing.T) {
-	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	b := &tappedBroker{Broker: memory.New(memory.Config{})}
 	t.Cleanup(func() { b.Close() })
 	n := startNode(t, rocket.Config{Broker: b}, nil)
 	old := awayClient(t, n, "?acks=1")
@@ -252,7 +243,7 @@ func TestAcksFailedResume(t *testing.T) {
 // connection resumes with is not written to it, even when the broker
 // delivers it during the resume (a reclaimed server's inbox may).
 func TestAcksResumeAckIsReceived(t *testing.T) {
-	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	b := &tappedBroker{Broker: memory.New(memory.Config{})}
 	t.Cleanup(func() { b.Close() })
 	n := startNode(t, rocket.Config{Broker: b}, nil)
 	c := dial(t, n.url+"?acks=1", "")
@@ -263,12 +254,7 @@ func TestAcksResumeAckIsReceived(t *testing.T) {
 		c.expectNumbered(uint64(i), fmt.Sprint("w", i))
 	}
 	_ = c.ws.CloseNow()
-	eventually(t, func() error {
-		if n.srv.Client(c.welcome.Client) != nil {
-			return notYet("still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, c.welcome.Client)
 	b.setInject(func(h broker.Handler, id string) {
 		h.Deliver(id, 2, []byte(`{"Chat.whisper":{"text":"w2"}}`))
 	})

@@ -227,9 +227,9 @@ func (c *client) expectError(code string) frame {
 	return f
 }
 
-// expectClose reads until the connection closes and returns the close
-// status.
-func (c *client) expectClose() websocket.StatusCode {
+// readUntilClosed reads until the connection ends and returns the error
+// that ended it, failing the test if it does not end within the wait.
+func (c *client) readUntilClosed() error {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -239,10 +239,41 @@ func (c *client) expectClose() websocket.StatusCode {
 			continue
 		}
 		if ctx.Err() != nil {
-			c.t.Fatalf("connection not closed within %v", wait)
+			c.t.Fatalf("client %s: connection not closed within %v", c.welcome.Client, wait)
 		}
-		return websocket.CloseStatus(err)
+		return err
 	}
+}
+
+// expectClose reads until the connection closes and returns the close
+// status (-1 when it ended without a close frame).
+func (c *client) expectClose() websocket.StatusCode {
+	c.t.Helper()
+	return websocket.CloseStatus(c.readUntilClosed())
+}
+
+// expectCloseReason reads until the connection closes and returns the
+// close code and reason; it fails the test if no close frame came.
+func (c *client) expectCloseReason() (websocket.StatusCode, string) {
+	c.t.Helper()
+	err := c.readUntilClosed()
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) {
+		c.t.Fatalf("client %s: connection ended without a close frame: %v", c.welcome.Client, err)
+	}
+	return ce.Code, ce.Reason
+}
+
+// waitGone waits until the node no longer holds the client id (it has
+// gone away, or moved).
+func waitGone(t *testing.T, n *node, id string) {
+	t.Helper()
+	eventually(t, func() error {
+		if n.srv.Client(id) != nil {
+			return notYet("client %s still connected to server %s", id, n.srv.ID())
+		}
+		return nil
+	})
 }
 
 // eventually polls cond until it returns nil or the wait is over.

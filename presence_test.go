@@ -397,7 +397,7 @@ func TestClusterPresence(t *testing.T) {
 // adds its clients' entries again, same joined_at and info, and tells the
 // rooms they are back.
 func TestPresenceReclaimed(t *testing.T) {
-	b := &deliverOnResume{Broker: memory.New(memory.Config{})}
+	b := &tappedBroker{Broker: memory.New(memory.Config{})}
 	t.Cleanup(func() { b.Close() })
 	app := startDemoApp(t, rocket.Config{Broker: b, CommandRate: -1})
 	ann, bob := app.Connect(t), app.Connect(t)

@@ -291,12 +291,7 @@ func TestMailboxAndResume(t *testing.T) {
 	if err := bob.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() error {
-		if n.srv.Client(bobID) != nil {
-			return notYet("bob still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, bobID)
 	const count = 20
 	for i := range count {
 		ann.call("Chat.whisper", map[string]string{"to": bobID, "text": fmt.Sprint(i)}, nil)
@@ -337,12 +332,7 @@ func TestMailboxLimits(t *testing.T) {
 	ann, bob := dial(t, n.url, ""), dial(t, n.url, "")
 	bobID := bob.welcome.Client
 	bob.ws.Close(websocket.StatusNormalClosure, "")
-	eventually(t, func() error {
-		if n.srv.Client(bobID) != nil {
-			return notYet("bob still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, bobID)
 	for i := range 5 {
 		ann.call("Chat.whisper", map[string]string{"to": bobID, "text": fmt.Sprint(i)}, nil)
 	}
@@ -357,12 +347,7 @@ func TestMailboxLimits(t *testing.T) {
 		t.Fatalf("stats %+v, %v: want 2 dropped", stats, err)
 	}
 	bob2.ws.Close(websocket.StatusNormalClosure, "")
-	eventually(t, func() error {
-		if n.srv.Client(bobID) != nil {
-			return notYet("bob still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, bobID)
 	ann.call("Chat.whisper", map[string]string{"to": bobID, "text": "late"}, nil)
 	eventually(t, func() error {
 		f := ann.request("Chat.whisper", map[string]string{"to": bobID, "text": "too late"})
@@ -444,12 +429,7 @@ func TestSlowClientDisconnected(t *testing.T) {
 			break
 		}
 	}
-	eventually(t, func() error {
-		if n.srv.Client(id) != nil {
-			return notYet("slow client still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, id)
 	eventually(t, func() error {
 		if r, _ := reason.Load().(string); r != "slow client" {
 			return notYet("disconnect reason %q, want slow client", r)
@@ -662,12 +642,7 @@ func TestIdleTimeout(t *testing.T) {
 			}
 		}
 	}()
-	eventually(t, func() error {
-		if n.srv.Client(silent.welcome.Client) != nil {
-			return notYet("silent client still connected")
-		}
-		return nil
-	})
+	waitGone(t, n, silent.welcome.Client)
 	r, _ := reason.Load().(string)
 	eventually(t, func() error {
 		r, _ = reason.Load().(string)

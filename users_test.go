@@ -1,7 +1,6 @@
 package rocket_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,28 +82,6 @@ func (c *client) expectPush(want string) {
 	}
 }
 
-// expectCloseReason reads until the connection closes and returns the
-// close code and reason.
-func (c *client) expectCloseReason() (websocket.StatusCode, string) {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	for {
-		_, _, err := c.ws.Read(ctx)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			c.t.Fatalf("client %s: connection not closed within %v", c.welcome.Client, wait)
-		}
-		var ce websocket.CloseError
-		if !errors.As(err, &ce) {
-			c.t.Fatalf("client %s: connection ended without a close frame: %v", c.welcome.Client, err)
-		}
-		return ce.Code, ce.Reason
-	}
-}
-
 // expectUserClients checks what srv.UserClients lists for user.
 func expectUserClients(t *testing.T, srv *rocket.Server, user string, want ...rocket.UserClient) {
 	t.Helper()
@@ -127,12 +104,7 @@ func leave(t *testing.T, c *client, n *node) {
 	if err := c.ws.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	eventually(t, func() error {
-		if n.srv.Client(c.welcome.Client) != nil {
-			return notYet("client %s still on server %s", c.welcome.Client, n.srv.ID())
-		}
-		return nil
-	})
+	waitGone(t, n, c.welcome.Client)
 }
 
 // expectNotResumed checks that a connection presenting old's session got a
