@@ -89,6 +89,20 @@ func dial(t *testing.T, url string) (*websocket.Conn, map[string]string) {
 	return c, map[string]string{"client": w.Welcome.Client, "server": w.Welcome.Server, "session": w.Welcome.Session, "resumed": fmt.Sprint(w.Welcome.Resumed)}
 }
 
+// expectGoingAway checks that the server closes each of conns with 1001
+// (going away), as a graceful shutdown does.
+func expectGoingAway(t *testing.T, conns ...*websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range conns {
+		_, _, err := c.Read(ctx)
+		if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Fatalf("after shutdown: %v, want close 1001", err)
+		}
+	}
+}
+
 func readJSON(t *testing.T, c *websocket.Conn, v any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -197,14 +211,7 @@ func TestServesDemoOnBothPorts(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, c := range []*websocket.Conn{a, b} {
-		_, _, err := c.Read(ctx)
-		if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-			t.Fatalf("after shutdown: %v, want close 1001", err)
-		}
-	}
+	expectGoingAway(t, a, b)
 }
 
 func TestPublicDir(t *testing.T) {

@@ -70,6 +70,24 @@ func tryDial(t *testing.T, url string, opts *websocket.DialOptions) (*websocket.
 	return c, http.StatusSwitchingProtocols, ""
 }
 
+// expectAuth dials url: with want empty, the connection must be accepted
+// and serve an echo; otherwise refused with 401 and a body containing want.
+func expectAuth(t *testing.T, url string, opts *websocket.DialOptions, want string) {
+	t.Helper()
+	c, status, body := tryDial(t, url, opts)
+	if want == "" {
+		if c == nil {
+			t.Fatalf("refused: HTTP %d %s", status, body)
+		}
+		echo(t, c)
+		c.Close(websocket.StatusNormalClosure, "")
+		return
+	}
+	if c != nil || status != http.StatusUnauthorized || !strings.Contains(body, want) {
+		t.Fatalf("HTTP %d %q, want 401 with %q", status, body, want)
+	}
+}
+
 // echo runs Echo.echo on c and checks the reply.
 func echo(t *testing.T, c *websocket.Conn) {
 	t.Helper()
@@ -110,18 +128,7 @@ func TestJWTRequiredWhenASecretIsSet(t *testing.T) {
 		"resume with token": {url: "ws://" + ws + "/?session=1.abc&token=" + good},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, status, body := tryDial(t, tc.url, tc.opts)
-			if tc.want == "" {
-				if c == nil {
-					t.Fatalf("refused: HTTP %d %s", status, body)
-				}
-				echo(t, c)
-				c.Close(websocket.StatusNormalClosure, "")
-				return
-			}
-			if c != nil || status != http.StatusUnauthorized || !strings.Contains(body, tc.want) {
-				t.Fatalf("HTTP %d %q, want 401 with %q", status, body, tc.want)
-			}
+			expectAuth(t, tc.url, tc.opts, tc.want)
 		})
 	}
 	// The HTTP port's pages and health checks need no token.
@@ -191,18 +198,7 @@ func TestJWTKeysFromFiles(t *testing.T) {
 		"issuer not required": {token: hsToken(t, testSecret, jwt.MapClaims{"sub": "ann", "exp": time.Now().Add(time.Minute).Unix()})},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, status, body := tryDial(t, "ws://"+ws+"/?token="+tc.token, nil)
-			if tc.want == "" {
-				if c == nil {
-					t.Fatalf("refused: HTTP %d %s", status, body)
-				}
-				echo(t, c)
-				c.Close(websocket.StatusNormalClosure, "")
-				return
-			}
-			if c != nil || status != http.StatusUnauthorized || !strings.Contains(body, tc.want) {
-				t.Fatalf("HTTP %d %q, want 401 with %q", status, body, tc.want)
-			}
+			expectAuth(t, "ws://"+ws+"/?token="+tc.token, nil, tc.want)
 		})
 	}
 }
@@ -433,12 +429,5 @@ func TestTLSOnBothPorts(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, c := range []*websocket.Conn{a, b} {
-		_, _, err := c.Read(ctx)
-		if websocket.CloseStatus(err) != websocket.StatusGoingAway {
-			t.Fatalf("after shutdown: %v, want close 1001", err)
-		}
-	}
+	expectGoingAway(t, a, b)
 }
