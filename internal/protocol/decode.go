@@ -144,13 +144,26 @@ func ParseSeq(v []byte) (uint64, bool) {
 	return n, err == nil
 }
 
-// shortValue quotes the start of a JSON value for an error message.
+// shortValue returns the start of a JSON value for an error message.
 func shortValue(v []byte) string {
-	const max = 24
-	if len(v) > max {
-		return string(v[:max]) + "..."
+	s, cut := head(v, 24)
+	if cut {
+		return s + "..."
 	}
-	return string(v)
+	return s
+}
+
+// head returns b, or its first bytes up to max cut on a rune boundary,
+// and whether it cut.
+func head(b []byte, max int) (string, bool) {
+	if len(b) <= max {
+		return string(b), false
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n]), true
 }
 
 // isSpace reports whether c is JSON whitespace.
@@ -358,13 +371,9 @@ func kindName(k jsontext.Kind) string {
 // quoteKey quotes a key for an error message, shortened to at most
 // maxKeyInMessage bytes (cut on a rune boundary).
 func quoteKey(key []byte) string {
-	const maxKeyInMessage = 64
-	if len(key) <= maxKeyInMessage {
-		return strconv.Quote(string(key))
+	s, cut := head(key, 64)
+	if cut {
+		return strconv.Quote(s) + "..."
 	}
-	n := maxKeyInMessage
-	for n > 0 && !utf8.RuneStart(key[n]) {
-		n--
-	}
-	return strconv.Quote(string(key[:n])) + "..."
+	return strconv.Quote(s)
 }
