@@ -319,7 +319,6 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 			return
 		}
 		cl.id, cl.secret = id, newSecret()
-		cl.acked.Store(cq.acks)
 		s.replaceLocal(cl)
 		rec := broker.Client{ID: id, Server: s.id, Session: sessionKey(cl.secret, cl.userID), User: cl.userID, Acked: cq.acks}
 		if err := s.broker.Connect(ctx, rec); err != nil {
