@@ -23,12 +23,15 @@ import (
 	"github.com/rocket-go/rocket/internal/demo"
 )
 
-// TestMain lets the test binary serve as a worker process: the idle test
-// with -per-process below -conns runs the binary again, as rocket-bench
-// runs itself.
+// TestMain lets the test binary serve as a worker process or a loopback
+// peer: the idle test with -per-process below -conns and the loopback test
+// run the binary again, as rocket-bench runs itself.
 func TestMain(m *testing.M) {
 	if first, ok := os.LookupEnv(workerEnv); ok {
 		os.Exit(workerMain(context.Background(), first, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	if addr, ok := os.LookupEnv(loopbackPeerEnv); ok {
+		os.Exit(loopbackPeerMain(addr, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -25,6 +25,12 @@
 //	         -url, through the cluster's broker (e.g. Redis), at -rate in all
 //	         (0: as fast as possible, -window messages in flight per sender);
 //	         latency is end to end; lost and duplicated messages are errors
+//	loopback the machine's floor, no server: -conns loopback TCP connections
+//	         to a peer process, raw epoll on each side; -size-byte messages
+//	         ping-ponged one at a time per connection for -duration (hops
+//	         per second, CPU per hop: one write and its read), then one
+//	         message written to every connection, timed until the peer has
+//	         them all (latency; 20 rounds); no -url is used
 //
 // Connections are spread over the -url nodes and over -sources source
 // addresses (127.0.0.2 upward: one address gives ~28,000 ports). Above
@@ -89,6 +95,8 @@ var scenarios = map[string]scenario{
 	"echo":    runEcho,
 	"fanout":  runFanout,
 	"direct":  runDirect,
+
+	"loopback": runLoopback,
 }
 
 // options are the command line's settings.
@@ -127,6 +135,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	stderr = &lockedWriter{w: stderr} // progress, summary and workers write to it
 	if first, ok := os.LookupEnv(workerEnv); ok {
 		return workerMain(ctx, first, args, stdin, stdout, stderr)
+	}
+	if addr, ok := os.LookupEnv(loopbackPeerEnv); ok {
+		return loopbackPeerMain(addr, args, stdin, stdout, stderr)
 	}
 	o, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -207,6 +218,7 @@ scenarios:
   echo     Echo.echo round trips over -conns connections at -rate per second (0: as fast as possible)
   fanout   -conns members of one room, one publisher; time until every member has a message
   direct   whispers from clients on the first -url to partners on the second, through the broker
+  loopback the machine's floor without a server: CPU per loopback message, time to write one to -conns sockets
 
 The server must run with ROCKET_COMMAND_RATE=-1. The last line of standard
 output is a JSON object with the results.
@@ -252,11 +264,11 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 			return nil, flag.ErrHelp
 		}
 		fs.Usage()
-		return nil, errors.New("missing SCENARIO (idle, connect, echo, fanout or direct)")
+		return nil, errors.New("missing SCENARIO (idle, connect, echo, fanout, direct or loopback)")
 	}
 	o.scenario = args[0]
 	if _, ok := scenarios[o.scenario]; !ok {
-		return nil, fmt.Errorf("unknown scenario %q: want idle, connect, echo, fanout or direct", o.scenario)
+		return nil, fmt.Errorf("unknown scenario %q: want idle, connect, echo, fanout, direct or loopback", o.scenario)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
@@ -302,6 +314,9 @@ func (o *options) check() error {
 	}
 	if o.concurrency < 1 || o.perProcess < 1 || o.timeout <= 0 {
 		errs = append(errs, errors.New("-concurrency, -per-process and -timeout must be positive"))
+	}
+	if o.scenario == "loopback" && o.size < 1 {
+		errs = append(errs, errors.New("loopback: -size must be at least 1"))
 	}
 	if o.scenario == "direct" && len(o.urls) > 2 {
 		errs = append(errs, errors.New("direct: give one -url for the senders' node and one for the receivers' node"))

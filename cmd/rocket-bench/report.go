@@ -48,6 +48,10 @@ type Result struct {
 	Duplicates       *int64   `json:"duplicates,omitempty"`
 	Reordered        *int64   `json:"reordered,omitempty"`
 
+	// loopback
+	HopCPUus *float64 `json:"hop_cpu_us,omitempty"` // CPU per hop, both processes
+	CPUCores *float64 `json:"cpu_cores,omitempty"`  // during the ping-pong
+
 	// the run
 	Rate           float64  `json:"rate"`
 	Size           int      `json:"size,omitempty"`
@@ -83,7 +87,9 @@ func (r *Result) complete(o *options) {
 	r.Scenario = o.scenario
 	r.Conns = o.conns
 	r.Rate = o.rate
-	r.Nodes = len(o.urls)
+	if o.scenario != "loopback" { // it loads no node
+		r.Nodes = len(o.urls)
+	}
 	r.Sources = o.sources
 	if r.Processes == 0 {
 		r.Processes = 1
@@ -113,7 +119,11 @@ func (r *Result) printJSON(w io.Writer) error {
 
 // printSummary writes the human summary.
 func (r *Result) printSummary(w io.Writer) {
-	fmt.Fprintf(w, "\n== rocket-bench %s: %d connections over %d node(s), %d process(es)\n", r.Scenario, r.Conns, r.Nodes, r.Processes)
+	if r.Nodes > 0 {
+		fmt.Fprintf(w, "\n== rocket-bench %s: %d connections over %d node(s), %d process(es)\n", r.Scenario, r.Conns, r.Nodes, r.Processes)
+	} else {
+		fmt.Fprintf(w, "\n== rocket-bench %s: %d connections, %d process(es)\n", r.Scenario, r.Conns, r.Processes)
+	}
 	fmt.Fprintf(w, "   %d ops in %.2fs: %.1f ops/s\n", r.Ops, r.DurationS, r.OpsPerSec)
 	if r.latency != nil && r.latency.Count() > 0 {
 		fmt.Fprintf(w, "   latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%d samples)\n", r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.latency.Count())
