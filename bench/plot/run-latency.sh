@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures latency against load for the plots in docs/benchmarks.md: echo at
 # several rates and fan-out at several room sizes, each against a fresh
-# cmd/rocket on 127.0.0.1:9185/9346 (which must be free), then draws the
-# PNGs into docs/.
+# cmd/rocket on 127.0.0.1:9185/9346 (which must be free), and the machine's
+# floor under fan-out (rocket-bench loopback, no server) at the same sizes,
+# then draws the PNGs into docs/.
 #
 #   cd bench/plot && ./run-latency.sh
 set -euo pipefail
@@ -30,5 +31,7 @@ done
 run echo -conns 100 -duration 8s -rate 0
 for members in 100 500 1000 2000 5000 10000; do
 	run fanout -conns "$members" -duration 8s -window 1
+	echo "rocket-bench loopback -conns $members" >&2
+	timeout 90 "$tmp/rocket-bench" loopback -conns "$members" -duration 2s -quiet | tail -n 1 | tee -a "$runs"
 done
 go run . -in "$runs" -out "$root/docs"
