@@ -52,6 +52,11 @@ const loopbackPeerEnv = "ROCKET_BENCH_LOOPBACK_PEER"
 // loopbackRounds is the number of broadcast rounds.
 const loopbackRounds = 20
 
+// loopbackMaxSize bounds -size: the event loop's read buffer. Much larger
+// messages deadlock the ping-pong (each loop blocked writing its echo to a
+// peer that no longer reads).
+const loopbackMaxSize = 64 << 10
+
 // runLoopback runs the loopback scenario.
 func runLoopback(ctx context.Context, o *options) (*Result, error) {
 	lfd, port, err := listenLoopback()
@@ -148,6 +153,11 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 	if err := peer.command("sink"); err != nil {
 		return nil, err
 	}
+	gone := make(chan struct{}) // closed when the peer's output ends: it exited
+	go func() {
+		defer close(gone)
+		io.Copy(io.Discard, peer.r)
+	}()
 	select {
 	case <-lp.signal: // a ping-pong message that landed on the first connection
 	default:
@@ -161,6 +171,8 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 		}
 		select {
 		case <-lp.signal:
+		case <-gone:
+			return nil, errors.New("broadcast: the peer exited")
 		case <-time.After(o.timeout):
 			return nil, fmt.Errorf("broadcast: the peer did not read %d messages within %v", o.conns, o.timeout)
 		case <-ctx.Done():
@@ -335,8 +347,9 @@ func (lp *epollLoop) run(watch int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	events := make([]syscall.EpollEvent, 256)
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, loopbackMaxSize)
 	var sunk int64
+	var read int64 // bytes read: a read may hold part of a message
 	for !lp.stop.Load() {
 		n, err := syscall.EpollWait(lp.ep, events, 100)
 		if err != nil {
@@ -355,8 +368,8 @@ func (lp *epollLoop) run(watch int) {
 				}
 				continue
 			}
-			msgs := int64(m / lp.size)
-			lp.count.Add(msgs)
+			read += int64(m)
+			lp.count.Store(read / int64(lp.size))
 			if lp.echo.Load() {
 				writeFull(fd, buf[:m])
 				continue

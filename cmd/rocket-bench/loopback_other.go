@@ -13,6 +13,9 @@ import (
 // connects to.
 const loopbackPeerEnv = "ROCKET_BENCH_LOOPBACK_PEER"
 
+// loopbackMaxSize bounds -size.
+const loopbackMaxSize = 64 << 10
+
 var errLoopbackLinux = errors.New("the loopback scenario uses epoll: it runs on Linux only")
 
 // runLoopback needs Linux.

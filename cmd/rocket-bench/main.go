@@ -318,6 +318,9 @@ func (o *options) check() error {
 	if o.scenario == "loopback" && o.size < 1 {
 		errs = append(errs, errors.New("loopback: -size must be at least 1"))
 	}
+	if o.scenario == "loopback" && o.size > loopbackMaxSize {
+		errs = append(errs, fmt.Errorf("loopback: -size must be at most %d", loopbackMaxSize))
+	}
 	if o.scenario == "direct" && len(o.urls) > 2 {
 		errs = append(errs, errors.New("direct: give one -url for the senders' node and one for the receivers' node"))
 	}
