@@ -105,22 +105,14 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 		return nil, err
 	}
 	defer lp.close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lp.run(fds[0])
-	}()
-	defer func() {
-		lp.stop.Store(true)
-		<-done
-	}()
+	defer lp.start(fds[0])()
 
 	// 1. Ping-pong.
 	res := &Result{Size: o.size, Processes: 2}
 	if err := lp.writeAll(fds, 1); err != nil {
 		return nil, err
 	}
-	if !sleepCtx(ctx, o.warmup) {
+	if !sleepFor(ctx, o.warmup) {
 		return nil, ctx.Err()
 	}
 	peerCPU0, peerHops0, err := peer.cpu()
@@ -128,7 +120,7 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 		return nil, err
 	}
 	self0, hops0, t0 := cpuTime(), lp.count.Load(), time.Now()
-	if !sleepCtx(ctx, o.duration) {
+	if !sleepFor(ctx, o.duration) {
 		return nil, ctx.Err()
 	}
 	self1, hops1, t1 := cpuTime(), lp.count.Load(), time.Now()
@@ -147,7 +139,7 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 	// 2. Broadcast: stop echoing, let the messages in flight land here,
 	// then one message to every connection per round.
 	lp.echo.Store(false)
-	if !sleepCtx(ctx, 300*time.Millisecond) {
+	if !sleepFor(ctx, 300*time.Millisecond) {
 		return nil, ctx.Err()
 	}
 	if err := peer.command("sink"); err != nil {
@@ -179,7 +171,7 @@ func runLoopback(ctx context.Context, o *options) (*Result, error) {
 			return nil, ctx.Err()
 		}
 		res.latency.Record(time.Since(start))
-		if !sleepCtx(ctx, 20*time.Millisecond) {
+		if !sleepFor(ctx, 20*time.Millisecond) {
 			return nil, ctx.Err()
 		}
 	}
@@ -199,16 +191,10 @@ func deref(p *float64) float64 {
 	return *p
 }
 
-// sleepCtx sleeps for d and reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+// sleepFor sleeps for d, or until ctx ends; it reports whether ctx is
+// still alive.
+func sleepFor(ctx context.Context, d time.Duration) bool {
+	return sleepUntil(ctx, now()+int64(d))
 }
 
 // loopbackPeer is the parent's handle on the peer process.
@@ -280,15 +266,7 @@ func loopbackPeerMain(addr string, args []string, stdin io.Reader, stdout, stder
 		return fail(err)
 	}
 	defer lp.close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lp.run(-1)
-	}()
-	defer func() {
-		lp.stop.Store(true)
-		<-done
-	}()
+	defer lp.start(-1)()
 	fmt.Fprintln(stdout, "ready")
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
@@ -340,6 +318,20 @@ func newEpollLoop(fds []int, size int) (*epollLoop, error) {
 }
 
 func (lp *epollLoop) close() { syscall.Close(lp.ep) }
+
+// start runs the loop on a goroutine of its own (see run); the function
+// returned stops it and waits for it.
+func (lp *epollLoop) start(watch int) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lp.run(watch)
+	}()
+	return func() {
+		lp.stop.Store(true)
+		<-done
+	}
+}
 
 // run loops until stop is set. A byte arriving on watch (the parent's
 // first connection) while not echoing is the peer's "all read" signal.

@@ -52,15 +52,7 @@ func TestLoopbackCountsSplitMessages(t *testing.T) {
 	}
 	defer lp.close()
 	lp.echo.Store(false)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		lp.run(-1)
-	}()
-	defer func() {
-		lp.stop.Store(true)
-		<-done
-	}()
+	defer lp.start(-1)()
 	for range 5 { // 3 messages of 100 bytes, in 5 reads of 60
 		if err := writeFull(fds[1], make([]byte, 60)); err != nil {
 			t.Fatal(err)
