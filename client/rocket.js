@@ -315,6 +315,15 @@ export class Rocket {
       this._emit("error", new RocketError("bad_frame", "server sent a frame that is not JSON"));
       return;
     }
+    this._dispatchAll(ws, msg);
+  }
+
+  /**
+   * Dispatches msg, or each message of an array, in order, while ws is
+   * still the connection.
+   * @param {WebSocket} ws @param {unknown} msg
+   */
+  _dispatchAll(ws, msg) {
     for (const m of Array.isArray(msg) ? msg : [msg]) {
       if (this._ws !== ws) return; // a listener closed or reconnected
       this._dispatch(ws, m);
@@ -373,11 +382,7 @@ export class Rocket {
     this._unacked++; // a duplicate too: the server may not know we have it
     if (this._unacked >= ACK_EVERY) this._sendAck();
     else if (this._ackTimer === undefined) this._ackTimer = setTimeout(() => this._sendAck(), ACK_DELAY);
-    if (!fresh) return;
-    for (const m of Array.isArray(message) ? message : [message]) {
-      if (this._ws !== ws) return; // a listener closed or reconnected
-      this._dispatch(ws, m);
-    }
+    if (fresh) this._dispatchAll(ws, message);
   }
 
   /** Sends {"ack": seq} if numbered messages came since the last one, while open. */
