@@ -620,7 +620,7 @@ func (c *Conn) Close(code int, reason string) {
 	// frame.
 	c.stopOutput()
 	closeFrame := func() {
-		c.shut()
+		c.flush()
 		if err := c.ws.WriteClose(code, reason); err != nil {
 			_ = c.ws.Close()
 			return
