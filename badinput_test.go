@@ -252,13 +252,8 @@ func badCases() []badCase {
 			if err := c.ws.Write(ctx, typ, []byte(frame)); err != nil {
 				t.Fatal(err)
 			}
-			var err error
-			for err == nil {
-				_, _, err = c.ws.Read(ctx)
-			}
-			var ce websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != code || !strings.Contains(ce.Reason, reason) {
-				t.Fatalf("connection ended with %v, want close %d with %q", err, code, reason)
+			if got, why := c.expectCloseReason(); got != code || !strings.Contains(why, reason) {
+				t.Fatalf("closed with %d %q, want close %d with %q", got, why, code, reason)
 			}
 			n.waitGone(t, c.welcome.Client)
 		}

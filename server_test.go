@@ -393,12 +393,7 @@ func TestTwoNodes(t *testing.T) {
 	}
 	// bob moves to node 1 and keeps his id and the mail sent meanwhile.
 	bob.ws.Close(websocket.StatusGoingAway, "")
-	eventually(t, func() error {
-		if n2.srv.Client(bob.welcome.Client) != nil {
-			return notYet("bob still on node 2")
-		}
-		return nil
-	})
+	waitGone(t, n2, bob.welcome.Client)
 	ann.call("Chat.whisper", map[string]string{"to": bob.welcome.Client, "text": "while away"}, nil)
 	bob2 := dial(t, n1.url, bob.welcome.Session)
 	if !bob2.welcome.Resumed || bob2.welcome.Client != bob.welcome.Client || bob2.welcome.Server != n1.srv.ID() {

@@ -67,11 +67,7 @@ func startUserNode(t *testing.T, cfg rocket.Config, d *disconnects) *node {
 // not empty.
 func dialUser(t *testing.T, n *node, user, session string) *client {
 	t.Helper()
-	u := n.url + "/?user=" + user
-	if session != "" {
-		u += "&session=" + session
-	}
-	return dial(t, u, "")
+	return dial(t, n.url+"/?user="+user, session)
 }
 
 // expectPush reads the next frame, which must be exactly want.
