@@ -110,16 +110,12 @@ func dialClient(t *testing.T, url string) *wsClient {
 	return &wsClient{t: t, c: c, id: w["client"], session: w["session"], resumed: w["resumed"] == "true"}
 }
 
+// whisper is tryWhisper on the test's goroutine: it fails the test on an
+// error.
 func (w *wsClient) whisper(to, text string) {
 	w.t.Helper()
-	write(w.t, w.c, fmt.Sprintf(`{"ref":%q,"Chat.whisper":{"to":%q,"text":%q}}`, text, to, text))
-	var reply struct {
-		Ref   string
-		Error *struct{ Code, Message string }
-	}
-	readJSON(w.t, w.c, &reply)
-	if reply.Ref != text || reply.Error != nil {
-		w.t.Fatalf("whisper %s: reply %+v", text, reply)
+	if err := w.tryWhisper(to, text); err != nil {
+		w.t.Fatalf("whisper %s: %v", text, err)
 	}
 }
 
@@ -166,17 +162,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer obs.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := obs.Lookup(context.Background(), bob.id)
-		if err == nil && c.Server == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bob not marked away after node b died: %+v, %v", c, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitAway(t, obs, bob.id, time.Now().Add(10*time.Second))
 	// Sent after the cleanup: straight to the mailbox.
 	for i := 20; i < 30; i++ {
 		ann.whisper(bob.id, fmt.Sprint(i))

@@ -110,14 +110,7 @@ func TestClusterNodeKilledUnderTraffic(t *testing.T) {
 	}
 	defer obs.Close()
 	for _, r := range late {
-		var c broker.Client
-		var err error
-		pollUntil(t, deadline, func() bool {
-			c, err = obs.Lookup(context.Background(), r.id)
-			return err == nil && c.Server == ""
-		}, func() string {
-			return fmt.Sprintf("receiver %s not marked away after node b died: %+v, %v", r.id, c, err)
-		})
+		waitAway(t, obs, r.id, deadline)
 	}
 	mu.Lock()
 	n := len(accepted)
@@ -304,6 +297,20 @@ func (w *wsClient) tryWhisper(to, text string) error {
 		return errors.New(reply.Error.Code + ": " + reply.Error.Message)
 	}
 	return nil
+}
+
+// waitAway waits until obs sees the client id marked away (no server), as
+// the cleanup of its dead node does.
+func waitAway(t *testing.T, obs *redis.Broker, id string, deadline time.Time) {
+	t.Helper()
+	var c broker.Client
+	var err error
+	pollUntil(t, deadline, func() bool {
+		c, err = obs.Lookup(context.Background(), id)
+		return err == nil && c.Server == ""
+	}, func() string {
+		return fmt.Sprintf("client %s not marked away after its node died: %+v, %v", id, c, err)
+	})
 }
 
 // pollUntil polls cond (what happens in the background has no
