@@ -250,7 +250,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on each connection's connect + upgrade + welcome, and on setup requests")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (go tool pprof) to this file")
-	fs.BoolVar(&o.acks, "acks", false, "direct: receivers connect with ?acks=1 (acknowledged delivery) and acknowledge every 64 whispers")
+	fs.BoolVar(&o.acks, "acks", false, fmt.Sprintf("direct: receivers connect with ?acks=1 (acknowledged delivery) and acknowledge every %d whispers", ackEvery))
 	return fs
 }
 
