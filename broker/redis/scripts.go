@@ -462,15 +462,11 @@ take_client(id, srv, sid)
 local mk = mail_key(id)
 local mail = redis.call('LRANGE', mk, 0, -1)
 local ik = inbox_key(sid)
-if acked then
-  for _, m in ipairs(mail) do
-    local sp = string.find(m, ' ', 1, true)
-    redis.call('RPUSH', ik, id .. '#' .. string.sub(m, 1, sp - 1) .. ' ' .. string.sub(m, sp + 1))
-  end
-  return {2, #mail}
-end
-for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. ' ' .. m) end
-redis.call('DEL', mk)
+-- The mail of a client that acknowledges, "<seq> <data>", goes as
+-- "<id>#<seq> <data>" and stays kept.
+local sep = acked and '#' or ' '
+for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. sep .. m) end
+if not acked then redis.call('DEL', mk) end
 return {2, #mail}
 `
 
