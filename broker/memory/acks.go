@@ -51,7 +51,7 @@ func (b *Broker) Ack(ctx context.Context, clientID string, seq uint64) error {
 	}
 	defer b.mu.Unlock()
 	if c := b.lookup(clientID); c != nil && c.acked {
-		c.mail.ack(min(seq, c.seq))
+		c.mail.ack(seq)
 	}
 	return nil
 }

@@ -201,16 +201,6 @@ func (mb *mailbox) ack(seq uint64) {
 	}
 }
 
-// after appends the messages numbered above seq, oldest first, to dst.
-func (mb *mailbox) after(seq uint64, dst []broker.Mail) []broker.Mail {
-	for i := range mb.n {
-		if m := mb.at(i); m.Seq > seq {
-			dst = append(dst, m)
-		}
-	}
-	return dst
-}
-
 // New returns an empty Broker with the limits of cfg and starts its sweeper.
 func New(cfg Config) *Broker {
 	b := &Broker{
@@ -443,13 +433,12 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 	if !c.acked {
 		return broker.Resumed{Mail: c.mail.drain()}, nil
 	}
-	ack = min(ack, c.seq)
-	c.mail.ack(ack)
+	c.mail.ack(ack) // what is left is numbered above ack
 	// What was numbered so far is handed over here, from the mailbox: a
 	// delivery to the old server still under way finds the client gone
 	// and drops it.
 	c.outbox = nil
-	return broker.Resumed{Mail: c.mail.after(ack, nil), Acked: true, Seq: c.seq}, nil
+	return broker.Resumed{Mail: c.mail.slice(nil), Acked: true, Seq: c.seq}, nil
 }
 
 // Disconnect marks the client away if it is held by serverID; otherwise,

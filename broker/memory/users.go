@@ -58,17 +58,13 @@ func (b *Broker) unindexUser(c *client) {
 func (b *Broker) userClients(userID string) []*client {
 	set := b.users[userID]
 	out := make([]*client, 0, len(set))
-	var expired []*client
 	now := time.Now()
 	for _, c := range set {
 		if b.expired(c, now) {
-			expired = append(expired, c)
+			b.expire(c) // deletes c from set, which a range allows
 			continue
 		}
 		out = append(out, c)
-	}
-	for _, c := range expired {
-		b.expire(c)
 	}
 	return out
 }
