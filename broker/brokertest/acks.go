@@ -18,16 +18,7 @@ import (
 // empty), to serverID.
 func (e *env) connectAcked(serverID, user string) (id, session string) {
 	e.t.Helper()
-	id, err := e.b.NewClientID(e.ctx)
-	if err != nil {
-		e.t.Fatalf("NewClientID: %v", err)
-	}
-	session = "secret-" + id
-	c := broker.Client{ID: id, Server: serverID, Session: session, User: user, Acked: true}
-	if err := e.b.Connect(e.ctx, c); err != nil {
-		e.t.Fatalf("Connect(%+v): %v", c, err)
-	}
-	return id, session
+	return e.connectClient(broker.Client{Server: serverID, User: user, Acked: true})
 }
 
 // resumeAcked resumes an acknowledging client from ack and returns its

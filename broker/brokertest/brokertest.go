@@ -155,15 +155,23 @@ func (e *env) server() (string, *Recorder) {
 // id and the session secret.
 func (e *env) connect(serverID string) (id, session string) {
 	e.t.Helper()
+	return e.connectClient(broker.Client{Server: serverID})
+}
+
+// connectClient allocates a client id and connects c under it, with the
+// session secret "secret-<id>", to c.Server. It returns the id and the
+// session secret.
+func (e *env) connectClient(c broker.Client) (id, session string) {
+	e.t.Helper()
 	id, err := e.b.NewClientID(e.ctx)
 	if err != nil {
 		e.t.Fatalf("NewClientID: %v", err)
 	}
-	session = "secret-" + id
-	if err := e.b.Connect(e.ctx, broker.Client{ID: id, Server: serverID, Session: session}); err != nil {
-		e.t.Fatalf("Connect(%s on %s): %v", id, serverID, err)
+	c.ID, c.Session = id, "secret-"+id
+	if err := e.b.Connect(e.ctx, c); err != nil {
+		e.t.Fatalf("Connect(%+v): %v", c, err)
 	}
-	return id, session
+	return c.ID, c.Session
 }
 
 // send sends msgs to clientID, each from this goroutine, in order.

@@ -56,15 +56,7 @@ func (r *Recorder) WaitKicks(t testing.TB, clientID string, n int, timeout time.
 // It returns the id and the session secret.
 func (e *env) connectUser(serverID, user string) (id, session string) {
 	e.t.Helper()
-	id, err := e.b.NewClientID(e.ctx)
-	if err != nil {
-		e.t.Fatalf("NewClientID: %v", err)
-	}
-	session = "secret-" + id
-	if err := e.b.Connect(e.ctx, broker.Client{ID: id, Server: serverID, Session: session, User: user}); err != nil {
-		e.t.Fatalf("Connect(%s on %s for %q): %v", id, serverID, user, err)
-	}
-	return id, session
+	return e.connectClient(broker.Client{Server: serverID, User: user})
 }
 
 // uc is a client of user on server ("" when away), as UserClients lists it.
