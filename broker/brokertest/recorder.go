@@ -102,7 +102,7 @@ func (r *Recorder) Room(room string) [][]byte {
 }
 
 // Total returns the number of deliveries recorded so far, to clients and
-// rooms, and of kicks.
+// rooms, and of kicks and Reclaimed calls.
 func (r *Recorder) Total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -79,9 +79,6 @@ func (l *logs) lines(subs ...string) []string {
 	return out
 }
 
-// newBroker returns a Broker on srv, closed at the end of the test. An
-// empty cfg.Prefix is replaced with a unique one; a nil cfg.Logger with one
-// that writes to the test's log.
 // twoNodesHeartbeat is the heartbeat interval of twoBrokers' Brokers.
 const twoNodesHeartbeat = 50 * time.Millisecond
 
@@ -96,6 +93,9 @@ func twoBrokers(t testing.TB, deadAfter time.Duration) (a, b *Broker, prefix str
 	return newBroker(t, srv, cfg), newBroker(t, srv, cfg), prefix
 }
 
+// newBroker returns a Broker on srv, closed at the end of the test. An
+// empty cfg.Prefix is replaced with a unique one; a nil cfg.Logger with one
+// that writes to the test's log.
 func newBroker(t testing.TB, srv *redistest.Server, cfg Config) *Broker {
 	t.Helper()
 	cfg.URL = srv.URL
