@@ -83,6 +83,11 @@ type Config struct {
 	// MaxPendingBytes bounds the output buffered for one connection when
 	// the kernel's socket buffer is full.
 	MaxPendingBytes int
+	// MaxInputBytes bounds the bytes read from one connection and not yet
+	// handled (messages queued for the Handler, and a partial frame): past
+	// it the connection is not read until its queue drains, so that TCP
+	// slows the sender down. Zero means 4×MaxMessageBytes.
+	MaxInputBytes int
 	// IdleTimeout closes a connection from which nothing (not even a pong)
 	// has arrived for this long.
 	IdleTimeout time.Duration
