@@ -77,7 +77,7 @@ func TestGeneratedAppWorks(t *testing.T) {
 		}
 		t.Logf("go %s: %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
 	}
-	if src := readFile(t, filepath.Join(dir, "go.sum")); !strings.Contains(src, "github.com/lesismal/nbio") {
+	if src := readFile(t, filepath.Join(dir, "go.sum")); !strings.Contains(src, "github.com/redis/rueidis") {
 		t.Errorf("go.sum after go mod tidy lacks Rocket's dependencies:\n%s", src)
 	}
 

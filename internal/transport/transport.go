@@ -6,7 +6,7 @@
 // offers exactly that, so that the library behind it can be replaced without
 // touching the rest of Rocket.
 //
-// The implementation uses github.com/lesismal/nbio: after the HTTP upgrade
+// The implementation uses github.com/rocket-go/rocket/internal/nbio: after the HTTP upgrade
 // the connection is handed to nbio's epoll poller, so an idle connection
 // holds no goroutine and no read buffer. Messages of one connection are
 // delivered one at a time, in order, on a goroutine of nbio's pool.
@@ -37,10 +37,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/logging"
-	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/nbhttp/websocket"
+	"github.com/rocket-go/rocket/internal/nbio"
+	"github.com/rocket-go/rocket/internal/nbio/logging"
+	"github.com/rocket-go/rocket/internal/nbio/nbhttp"
+	"github.com/rocket-go/rocket/internal/nbio/nbhttp/websocket"
 )
 
 // ErrSlow is returned by Conn.WriteText when the peer does not read fast
