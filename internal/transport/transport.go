@@ -261,6 +261,14 @@ func New(cfg Config) *Acceptor {
 		}
 		c.h.OnClose(err)
 	})
+	u.OnProtocolError(func(ws *websocket.Conn, err error) {
+		// nbio fails the connection with a close frame: what Rocket
+		// wrote before goes first, nothing after.
+		if c := a.connOf(ws); c != nil {
+			c.closing.Store(true)
+			c.shut()
+		}
+	})
 	u.SetCloseHandler(func(ws *websocket.Conn, code int, reason string) {
 		// Answer the peer's close frame unless we sent ours first; the
 		// connection is closed by nbio right after this handler.

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -84,6 +85,9 @@ type Conn struct {
 	msgType                  MessageType
 	message                  *[]byte
 	bytesCached              *[]byte
+	// failed is set once the connection is failed for a protocol error
+	// (fail): what the peer sends then is discarded.
+	failed atomic.Bool
 
 	Engine  *nbhttp.Engine
 	Execute func(f func()) bool
@@ -229,10 +233,15 @@ func (c *Conn) handleProtocolMessage(opcode MessageType, pbody *[]byte) {
 
 //go:norace
 func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
-	const errInvalidUtf8Text = "invalid UTF-8 bytes"
-
+	if c.failed.Load() {
+		return
+	}
 	if c.KeepaliveTime > 0 {
-		defer func() { _ = c.SetReadDeadline(time.Now().Add(c.KeepaliveTime)) }()
+		defer func() {
+			if !c.failed.Load() {
+				_ = c.SetReadDeadline(time.Now().Add(c.KeepaliveTime))
+			}
+		}()
 	}
 
 	dataToString := func() string {
@@ -249,12 +258,8 @@ func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
 		return
 	case TextMessage:
 		if pData != nil && !c.Engine.CheckUtf8(*pData) {
-			protoErrorData := make([]byte, 2+len(errInvalidUtf8Text))
-			binary.BigEndian.PutUint16(protoErrorData, 1002)
-			copy(protoErrorData[2:], errInvalidUtf8Text)
-			c.SetCloseError(ErrInvalidUtf8)
-			_ = c.WriteMessage(CloseMessage, protoErrorData)
-			goto ErrExit
+			c.fail(ErrInvalidUtf8)
+			return
 		}
 		c.messageHandler(c, opcode, pData)
 		return
@@ -272,23 +277,18 @@ func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
 		} else if pData != nil && len(*pData) >= 2 {
 			code = int(binary.BigEndian.Uint16((*pData)[:2]))
 			if !validCloseCode(code) {
-				protoErrorCode := make([]byte, 2)
-				binary.BigEndian.PutUint16(protoErrorCode, 1002)
-				c.SetCloseError(ErrInvalidCloseCode)
-				_ = c.WriteMessage(CloseMessage, protoErrorCode)
-				goto ErrExit
+				c.fail(ErrInvalidCloseCode)
+				return
 			}
 			if !c.Engine.CheckUtf8((*pData)[2:]) {
-				protoErrorData := make([]byte, 2+len(errInvalidUtf8Text))
-				binary.BigEndian.PutUint16(protoErrorData, 1002)
-				copy(protoErrorData[2:], errInvalidUtf8Text)
-				c.SetCloseError(ErrInvalidUtf8)
-				_ = c.WriteMessage(CloseMessage, protoErrorData)
-				goto ErrExit
+				c.fail(ErrInvalidUtf8)
+				return
 			}
 			reason = string((*pData)[2:])
 		} else {
-			code = 1002 // protocol_error
+			// A one-byte close payload (RFC 6455 section 5.5.1).
+			c.fail(ErrInvalidControlFrame)
+			return
 		}
 		if code != 1000 {
 			c.SetCloseError(&CloseError{
@@ -297,16 +297,14 @@ func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
 			})
 		}
 		c.closeMessageHandler(c, code, reason)
+		_ = c.Close()
 	case FragmentMessage:
 		logging.Debug("invalid fragment message")
-		c.SetCloseError(ErrInvalidFragmentMessage)
+		c.fail(ErrInvalidFragmentMessage)
 	default:
 		logging.Debug("invalid message type: %v", opcode)
-		c.SetCloseError(fmt.Errorf("websocket: invalid message type: %v", opcode))
+		c.fail(fmt.Errorf("%w: opcode=%d", ErrReservedMessageType, opcode))
 	}
-
-ErrExit:
-	_ = c.Close()
 }
 
 //go:norace
@@ -343,7 +341,7 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 			if len(*pdata) >= 10 {
 				bodyLen = int64(binary.BigEndian.Uint64((*pdata)[2:10]))
 				if bodyLen < 0 {
-					return 0, 0, nil, false, false, false, ErrInvalidFragmentMessage
+					return 0, 0, nil, false, false, false, ErrInvalidFrameLength
 				}
 				headLen = 10
 			}
@@ -351,12 +349,9 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 			bodyLen = int64(payloadLen)
 		}
 
-		ml := 0
-		if c.message != nil {
-			ml = len(*c.message)
-		}
-		if c.isMessageTooLarge(ml + int(bodyLen)) {
-			return 0, 0, nil, false, false, false, ErrMessageTooLarge
+		masked := ((*pdata)[1] & 0x80) != 0
+		if !masked && !c.isClient {
+			return 0, 0, nil, false, false, false, ErrUnmaskedFrame
 		}
 
 		if (bodyLen > maxControlFramePayloadSize) &&
@@ -364,8 +359,15 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 			return 0, 0, nil, false, false, false, ErrControlMessageTooBig
 		}
 
+		ml := int64(0)
+		if c.message != nil {
+			ml = int64(len(*c.message))
+		}
+		if c.MessageLengthLimit > 0 && bodyLen > int64(c.MessageLengthLimit)-ml {
+			return 0, 0, nil, false, false, false, ErrMessageTooLarge
+		}
+
 		if bodyLen >= 0 {
-			masked := ((*pdata)[1] & 0x80) != 0
 			if masked {
 				headLen += 4
 			}
@@ -390,6 +392,13 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 //go:norace
 func (c *Conn) Parse(data []byte) (retErr error) {
 	if len(data) == 0 {
+		return nil
+	}
+	if c.failed.Load() {
+		// The peer answers the close frame of a failed connection (or
+		// keeps sending regardless): the server closes the TCP
+		// connection, as it must after the closing handshake.
+		_ = c.Close()
 		return nil
 	}
 
@@ -421,7 +430,8 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 	readLimit := c.Engine.ReadLimit
 	if readLimit > 0 && (c.bytesCached != nil && (len(*c.bytesCached)+len(data) > readLimit)) {
 		c.mux.Unlock()
-		return nbhttp.ErrTooLong
+		c.fail(ErrMessageTooLarge)
+		return nil
 	}
 
 	var allocator = c.Engine.BodyAllocator
@@ -475,6 +485,11 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 			bl := len(body)
 			switch opcode {
 			case FragmentMessage, TextMessage, BinaryMessage:
+				if opcode == FragmentMessage && !c.expectingFragments {
+					// A continuation frame with no message to continue.
+					err = ErrInvalidFragmentMessage
+					return
+				}
 				if c.msgType == 0 {
 					c.msgType = opcode
 					c.compress = compress
@@ -502,6 +517,10 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 					if fin {
 						message = c.message
 						c.message = nil
+						if message == nil {
+							// An empty message is a message too.
+							message = allocator.Malloc(0)
+						}
 						if c.compress {
 							var pb *[]byte
 							var rc io.ReadCloser
@@ -555,10 +574,13 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 		}()
 
 		if err != nil {
-			if errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrControlMessageTooBig) {
-				_ = c.WriteClose(1009, err.Error())
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// A protocol violation, or a message over the limit: the
+			// connection is failed with a close frame saying why.
+			c.fail(err)
+			return nil
 		}
 
 		if message != nil {
@@ -589,7 +611,7 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 //go:norace
 func (c *Conn) OnMessage(h func(*Conn, MessageType, []byte)) {
 	c.messageHandler = func(c *Conn, messageType MessageType, messagePtr *[]byte) {
-		if !c.closed && h != nil {
+		if !c.closed && !c.failed.Load() && h != nil {
 			if messagePtr != nil {
 				h(c, messageType, *messagePtr)
 			} else {

@@ -57,6 +57,9 @@ type commonFields struct {
 	KeepaliveTime              time.Duration
 	MessageLengthLimit         int
 	BlockingModAsyncCloseDelay time.Duration
+	// FailTimeout bounds the wait for the peer to close a connection
+	// failed for a protocol error (DefaultFailTimeout when zero).
+	FailTimeout time.Duration
 
 	ReleasePayload        bool
 	WebsocketCompressor   func(c *Conn, w io.WriteCloser, level int) io.WriteCloser
@@ -65,6 +68,9 @@ type commonFields struct {
 	pingMessageHandler  func(c *Conn, appData string)
 	pongMessageHandler  func(c *Conn, appData string)
 	closeMessageHandler func(c *Conn, code int, text string)
+	// protocolErrorHandler is called before the close frame of a failed
+	// connection is written (OnProtocolError).
+	protocolErrorHandler func(c *Conn, err error)
 
 	openHandler      func(*Conn)
 	messageHandler   func(c *Conn, messageType MessageType, messagePtr *[]byte)
