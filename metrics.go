@@ -24,6 +24,8 @@ type metrics struct {
 	brokerErrors    *prometheus.CounterVec
 	brokerDuration  *prometheus.HistogramVec
 	mailbox         *mailboxCollector
+	inputPauses     prometheus.Counter
+	inputPaused     prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -62,6 +64,12 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Latency of broker calls, by operation.",
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 2},
 		}, []string{"op"}),
+		inputPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_input_pauses_total", Help: "Times a connection was not read because its unhandled input was over MaxInputBytes (counted when reading resumes).",
+		}),
+		inputPaused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_input_paused_seconds_total", Help: "Time connections spent not read because their unhandled input was over MaxInputBytes (counted when reading resumes).",
+		}),
 		mailbox: &mailboxCollector{s: s,
 			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from full mailboxes of away clients (broker-wide).", nil, nil),
 			expired: prometheus.NewDesc("rocket_mailbox_expired_total", "Messages dropped with away clients whose session expired (broker-wide).", nil, nil),
@@ -72,7 +80,8 @@ func newMetrics(s *Server) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.clients, m.connections, m.refused, m.commands, m.commandDuration,
-		m.messagesSent, m.slowClients, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox} {
+		m.messagesSent, m.slowClients, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox,
+		m.inputPauses, m.inputPaused} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("rocket: register metrics: %w", err)
 		}

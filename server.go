@@ -171,6 +171,10 @@ func (s *Server) Start(ctx context.Context) error {
 		MaxPendingBytes: s.cfg.MaxPendingBytes,
 		IdleTimeout:     s.cfg.PingInterval + s.cfg.PongTimeout,
 		CloseTimeout:    2 * time.Second,
+		InputResumed: func(paused time.Duration) {
+			s.metrics.inputPauses.Inc()
+			s.metrics.inputPaused.Add(paused.Seconds())
+		},
 	})
 	if err := s.acc.Start(); err != nil {
 		s.state.Store(stateStopped)

@@ -144,6 +144,18 @@ type Conn struct {
 	dataHandler func(c *Conn, data []byte)
 
 	onConnected func(c *Conn, err error)
+
+	// gen tells this connection's poller events from those of an earlier
+	// connection that had the same file descriptor.
+	gen uint32
+
+	// Input read and not yet handled (input.go); readPaused (under mux)
+	// and readPausedHint (for DoneInput's fast path) say the poller has
+	// stopped reading.
+	inputBytes     atomic.Int64
+	readPausedHint atomic.Bool
+	readPaused     bool
+	pausedAt       time.Time
 }
 
 // Hash returns a hash code of this connection.
@@ -1002,6 +1014,18 @@ func (c *Conn) closeWithError(err error) error {
 //go:norace
 func (c *Conn) closeWithErrorWithoutLock(err error) error {
 	c.closeErr = err
+
+	// Every way of closing stops the deadline timers (a failed write
+	// closes through here too): a timer left running would keep the
+	// connection and what it refers to until it fires.
+	if c.wTimer != nil {
+		c.wTimer.Stop()
+		c.wTimer = nil
+	}
+	if c.rTimer != nil {
+		c.rTimer.Stop()
+		c.rTimer = nil
+	}
 
 	if c.writeList != nil {
 		for _, t := range c.writeList {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -75,6 +76,13 @@ type Config struct {
 	// MaxConnReadTimesPerEventLoop represents max read times in one poller loop for one fd
 	MaxConnReadTimesPerEventLoop int
 
+	// MaxConnInputBytes bounds the input of a connection that is read and
+	// not yet handled (Conn.AddInput): past it the poller stops reading
+	// the connection until half of it is handled. 0 means no bound.
+	// Supported by the epoll poller (level- or edge-triggered, not
+	// one-shot) and the kqueue poller.
+	MaxConnInputBytes int
+
 	// LockListener represents whether to lock thread for listener's goroutine, false by default.
 	LockListener bool
 
@@ -128,6 +136,10 @@ type Engine struct {
 	mux     sync.Mutex
 
 	isOneshot bool
+
+	onInputResumed func(c *Conn, paused time.Duration)
+	// connGen numbers connections (Conn.gen).
+	connGen atomic.Uint32
 
 	wgConn sync.WaitGroup
 

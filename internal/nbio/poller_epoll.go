@@ -81,6 +81,7 @@ func (p *poller) addConn(c *Conn) error {
 		return err
 	}
 	c.p = p
+	c.gen = p.g.connGen.Add(1)
 	if c.typ != ConnTypeUDPServer {
 		p.g.onOpen(c)
 	} else {
@@ -109,6 +110,7 @@ func (p *poller) addDialer(c *Conn) error {
 		return err
 	}
 	c.p = p
+	c.gen = p.g.connGen.Add(1)
 	p.g.connsUnix[fd] = c
 	c.isWAdded = true
 	err := p.addReadWrite(fd)
@@ -168,7 +170,8 @@ func (p *poller) acceptorLoop() {
 		defer runtime.UnlockOSThread()
 	}
 
-	p.shutdown = false
+	// shutdown is not cleared here: a stop that came before this loop
+	// started must not be lost.
 	for !p.shutdown {
 		conn, err := p.listener.Accept()
 		if err == nil {
@@ -229,7 +232,8 @@ func (p *poller) readWriteLoop() {
 	}
 
 	g := p.g
-	p.shutdown = false
+	// shutdown is not cleared here: a stop that came before this loop
+	// started must not be lost.
 	isOneshot := g.isOneshot
 	asyncReadEnabled := g.AsyncReadInPoller && (g.EpollMod == EPOLLET)
 	for !p.shutdown {
@@ -248,72 +252,83 @@ func (p *poller) readWriteLoop() {
 			continue
 		}
 
-		for _, ev := range events[:n] {
-			fd := int(ev.Fd)
-			switch fd {
-			case p.evtfd: // triggered by stop, exit event loop
-
-			default: // for socket connections
-				c := p.getConn(fd)
-				if c != nil {
-					if ev.Events&epollEventsWrite != 0 {
-						if c.onConnected == nil {
-							_ = c.flush()
-						} else {
-							c.onConnected(c, nil)
-							c.onConnected = nil
-							c.resetRead()
-						}
-					}
-
-					if ev.Events&epollEventsRead != 0 {
-						if g.onRead == nil {
-							if asyncReadEnabled {
-								c.AsyncRead()
-							} else {
-								for i := 0; i < g.MaxConnReadTimesPerEventLoop; i++ {
-									pbuf := g.borrow(c)
-									bufLen := len(*pbuf)
-									rc, n, err := c.ReadAndGetConn(pbuf)
-									if n > 0 {
-										*pbuf = (*pbuf)[:n]
-										g.onDataPtr(rc, pbuf)
-									}
-									g.payback(c, pbuf)
-									if errors.Is(err, syscall.EINTR) {
-										continue
-									}
-									if errors.Is(err, syscall.EAGAIN) {
-										break
-									}
-									if err != nil {
-										_ = c.closeWithError(err)
-										break
-									}
-									if n < bufLen {
-										break
-									}
-								}
-								if isOneshot {
-									c.ResetPollerEvent()
-								}
-							}
-						} else {
-							g.onRead(c)
-						}
-					}
-
-					if ev.Events&epollEventsError != 0 {
-						_ = c.closeWithError(io.EOF)
-						continue
-					}
-				}
+		for i := range events[:n] {
+			if int(events[i].Fd) != p.evtfd { // the event fd only wakes the loop (stop)
+				p.handleEvent(&events[i], isOneshot, asyncReadEnabled)
 			}
 		}
 	}
 }
 
+// handleEvent handles one event of a socket connection.
+//
 //go:norace
+func (p *poller) handleEvent(ev *syscall.EpollEvent, isOneshot, asyncReadEnabled bool) {
+	g := p.g
+	c := p.getConn(int(ev.Fd))
+	if c == nil || uint32(ev.Pad) != c.gen {
+		// No connection, or an event of an earlier connection whose
+		// file descriptor c now has (it was closed while this batch of
+		// events was being handled): not c's.
+		return
+	}
+	if ev.Events&epollEventsWrite != 0 {
+		if c.onConnected == nil {
+			_ = c.flush()
+		} else {
+			c.onConnected(c, nil)
+			c.onConnected = nil
+			c.resetRead()
+		}
+	}
+
+	if ev.Events&epollEventsRead != 0 {
+		switch {
+		case g.onRead != nil:
+			g.onRead(c)
+		case asyncReadEnabled:
+			c.AsyncRead()
+		default:
+			for i := 0; i < g.MaxConnReadTimesPerEventLoop; i++ {
+				pbuf := g.borrow(c)
+				bufLen := len(*pbuf)
+				rc, n, err := c.ReadAndGetConn(pbuf)
+				if n > 0 {
+					*pbuf = (*pbuf)[:n]
+					g.onDataPtr(rc, pbuf)
+				}
+				g.payback(c, pbuf)
+				if n > 0 && c.inputOver() {
+					// Not read again until its input is handled
+					// (input.go).
+					c.pauseRead()
+					break
+				}
+				if errors.Is(err, syscall.EINTR) {
+					continue
+				}
+				if errors.Is(err, syscall.EAGAIN) {
+					break
+				}
+				if err != nil {
+					_ = c.closeWithError(err)
+					break
+				}
+				if n < bufLen {
+					break
+				}
+			}
+			if isOneshot {
+				c.ResetPollerEvent()
+			}
+		}
+	}
+
+	if ev.Events&epollEventsError != 0 {
+		_ = c.closeWithError(io.EOF)
+	}
+}
+
 func (p *poller) stop() {
 	logging.Debug("NBIO[%v][%v_%v] stop...", p.g.Name, p.pollType, p.index)
 	p.shutdown = true
@@ -353,6 +368,7 @@ func (p *poller) setRead(op int, fd int) error {
 			if op == syscall.EPOLL_CTL_ADD {
 				return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 					Fd:     int32(fd),
+					Pad:    p.genOf(fd),
 					Events: events | syscall.EPOLLOUT,
 				})
 			}
@@ -360,6 +376,7 @@ func (p *poller) setRead(op int, fd int) error {
 		}
 		return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 			Fd:     int32(fd),
+			Pad:    p.genOf(fd),
 			Events: events,
 		})
 	default:
@@ -368,12 +385,13 @@ func (p *poller) setRead(op int, fd int) error {
 			op,
 			fd,
 			&syscall.EpollEvent{
-				Fd: int32(fd),
-				Events: syscall.EPOLLERR |
-					syscall.EPOLLHUP |
-					syscall.EPOLLRDHUP |
-					syscall.EPOLLPRI |
-					syscall.EPOLLIN,
+				Fd:  int32(fd),
+				Pad: p.genOf(fd),
+				Events: p.readEvents(fd, syscall.EPOLLERR|
+					syscall.EPOLLHUP|
+					syscall.EPOLLRDHUP|
+					syscall.EPOLLPRI|
+					syscall.EPOLLIN),
 			},
 		)
 	}
@@ -405,6 +423,7 @@ func (p *poller) setReadWrite(op int, fd int) error {
 			if op == syscall.EPOLL_CTL_ADD {
 				return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 					Fd:     int32(fd),
+					Pad:    p.genOf(fd),
 					Events: events,
 				})
 			}
@@ -412,19 +431,21 @@ func (p *poller) setReadWrite(op int, fd int) error {
 		}
 		return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 			Fd:     int32(fd),
+			Pad:    p.genOf(fd),
 			Events: events,
 		})
 	default:
 		return syscall.EpollCtl(
 			p.epfd, op, fd,
 			&syscall.EpollEvent{
-				Fd: int32(fd),
-				Events: syscall.EPOLLERR |
-					syscall.EPOLLHUP |
-					syscall.EPOLLRDHUP |
-					syscall.EPOLLPRI |
-					syscall.EPOLLIN |
-					syscall.EPOLLOUT,
+				Fd:  int32(fd),
+				Pad: p.genOf(fd),
+				Events: p.readEvents(fd, syscall.EPOLLERR|
+					syscall.EPOLLHUP|
+					syscall.EPOLLRDHUP|
+					syscall.EPOLLPRI|
+					syscall.EPOLLIN|
+					syscall.EPOLLOUT),
 			},
 		)
 	}
@@ -512,4 +533,53 @@ func (c *Conn) ResetPollerEvent() {
 			_ = p.modWrite(fd)
 		}
 	}
+}
+
+// genOf returns the generation of the connection that has fd, for the
+// data of its epoll events.
+//
+//go:norace
+func (p *poller) genOf(fd int) int32 {
+	if fd < len(p.g.connsUnix) {
+		if c := p.g.connsUnix[fd]; c != nil {
+			return int32(c.gen)
+		}
+	}
+	return 0
+}
+
+// readEvents removes the read events from events while the connection
+// that has fd is not to be read (input.go). The caller holds its mux.
+//
+//go:norace
+func (p *poller) readEvents(fd int, events uint32) uint32 {
+	if fd < len(p.g.connsUnix) {
+		if c := p.g.connsUnix[fd]; c != nil && c.readPaused {
+			return events &^ epollEventsRead
+		}
+	}
+	return events
+}
+
+// setInterest sets the events c is polled for from its state: reads
+// unless paused, writes while it has output waiting (level-triggered), or
+// always (edge-triggered). The caller holds c.mux.
+//
+//go:norace
+func (p *poller) setInterest(c *Conn) error {
+	events := uint32(syscall.EPOLLERR | syscall.EPOLLHUP | syscall.EPOLLRDHUP)
+	if !c.readPaused {
+		events |= epollEventsRead
+	}
+	switch {
+	case p.g.EpollMod == EPOLLET:
+		events |= syscall.EPOLLOUT | EPOLLET | p.g.EPOLLONESHOT
+	case c.isWAdded:
+		events |= syscall.EPOLLOUT
+	}
+	return syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.fd, &syscall.EpollEvent{
+		Fd:     int32(c.fd),
+		Pad:    int32(c.gen),
+		Events: events,
+	})
 }

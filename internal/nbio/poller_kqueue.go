@@ -192,6 +192,12 @@ func (p *poller) readWrite(ev *syscall.Kevent_t) {
 						p.g.onDataPtr(rc, pbuf)
 					}
 					p.g.payback(c, pbuf)
+					if n > 0 && c.inputOver() {
+						// Not read again until its input is
+						// handled (input.go).
+						c.pauseRead()
+						return
+					}
 					if errors.Is(err, syscall.EINTR) {
 						continue
 					}
@@ -261,7 +267,8 @@ func (p *poller) acceptorLoop() {
 		defer runtime.UnlockOSThread()
 	}
 
-	p.shutdown = false
+	// shutdown is not cleared here: a stop that came before this loop
+	// started must not be lost.
 	for !p.shutdown {
 		conn, err := p.listener.Accept()
 		if err == nil {
@@ -299,7 +306,8 @@ func (p *poller) readWriteLoop() {
 	events := make([]syscall.Kevent_t, 1024)
 	var changes []syscall.Kevent_t
 
-	p.shutdown = false
+	// shutdown is not cleared here: a stop that came before this loop
+	// started must not be lost.
 	for !p.shutdown {
 		p.mux.Lock()
 		changes = p.eventList
@@ -390,4 +398,20 @@ func newPoller(g *Engine, isListener bool, index int) (*poller, error) {
 
 //go:norace
 func (c *Conn) ResetPollerEvent() {
+}
+
+// setInterest adds or deletes c's read filter as c is to be read or not
+// (input.go); kqueue's write filter is managed apart. The caller holds
+// c.mux.
+//
+//go:norace
+func (p *poller) setInterest(c *Conn) error {
+	flags := uint16(syscall.EV_ADD)
+	if c.readPaused {
+		flags = syscall.EV_DELETE
+	}
+	p.mux.Lock()
+	p.eventList = append(p.eventList, syscall.Kevent_t{Ident: uint64(c.fd), Flags: flags, Filter: syscall.EVFILT_READ})
+	p.mux.Unlock()
+	return p.trigger()
 }

@@ -96,6 +96,10 @@ type Config struct {
 	CloseTimeout time.Duration
 	// CheckOrigin reports whether the request's origin is allowed.
 	CheckOrigin func(r *http.Request) bool
+	// InputResumed, if set, is called when a connection is read again
+	// after its input was over MaxInputBytes, with how long it was not
+	// read.
+	InputResumed func(paused time.Duration)
 }
 
 // Acceptor upgrades HTTP requests to WebSocket connections served by one
@@ -115,17 +119,9 @@ type Acceptor struct {
 	flushers sync.WaitGroup
 	writers  sync.WaitGroup // goroutines writing to blocking-mode connections
 
-	startedAt time.Time
-	started   atomic.Bool
-	stopped   atomic.Bool
+	started atomic.Bool
+	stopped atomic.Bool
 }
-
-// pollerStartGrace is how long Stop waits after Start before stopping the
-// engine. nbio v1.6.8's pollers clear their shutdown flag when their loop
-// begins, so a stop that reaches a poller before its goroutine has run is
-// lost and the poller spins forever (seen as Shutdown hanging right after
-// Start).
-const pollerStartGrace = 100 * time.Millisecond
 
 // flushQueue holds the connections with output waiting for a flusher, in
 // the order they were queued; each connection is in it at most once
@@ -204,9 +200,14 @@ func New(cfg Config) *Acceptor {
 	a := &Acceptor{cfg: cfg}
 	a.flushq.cond.L = &a.flushq.mu
 	a.bind = sync.NewCond(&a.bindMu)
+	if cfg.MaxInputBytes <= 0 {
+		cfg.MaxInputBytes = 4 * cfg.MaxMessageBytes
+	}
+	a.cfg = cfg
 	a.engine = nbhttp.NewEngine(nbhttp.Config{
 		Name:                    "rocket",
 		MaxWriteBufferSize:      cfg.MaxPendingBytes,
+		MaxConnInputBytes:       cfg.MaxInputBytes,
 		MaxLoad:                 1 << 20,
 		ReleaseWebsocketPayload: false,
 	})
@@ -222,11 +223,19 @@ func New(cfg Config) *Acceptor {
 		if c == nil {
 			return
 		}
+		// The last job counts in the connection's input like the
+		// messages, so that a peer trickling bytes cannot queue them
+		// without bound either.
+		nc.AddInput(nbio.InputJobOverhead)
 		if nc.ExecuteLen() == 0 || !nc.Execute(c.endBatchJob) {
 			// No message is being handled: nothing to wait for.
+			nc.DoneInput(nbio.InputJobOverhead)
 			c.release(false)
 		}
 	})
+	if cfg.InputResumed != nil {
+		a.engine.OnInputResumed(func(_ *nbio.Conn, paused time.Duration) { cfg.InputResumed(paused) })
+	}
 	u := websocket.NewUpgrader()
 	u.Engine = a.engine
 	u.KeepaliveTime = cfg.IdleTimeout
@@ -294,7 +303,6 @@ func (a *Acceptor) Start() error {
 	if err := a.engine.Start(); err != nil {
 		return fmt.Errorf("transport: start nbio engine: %w", err)
 	}
-	a.startedAt = time.Now()
 	a.started.Store(true)
 	for range runtime.GOMAXPROCS(0) {
 		a.flushers.Go(a.flusher)
@@ -322,9 +330,6 @@ func (a *Acceptor) flusher() {
 func (a *Acceptor) Stop() {
 	if !a.started.Load() || a.stopped.Swap(true) {
 		return
-	}
-	if d := time.Since(a.startedAt); d < pollerStartGrace {
-		time.Sleep(pollerStartGrace - d)
 	}
 	a.engine.Stop()
 	a.flushq.stop()
@@ -516,7 +521,10 @@ func (a *Acceptor) putBuf(b *[]byte) {
 }
 
 // endBatch is the last job of a read: it flushes the replies.
-func (c *Conn) endBatch() { c.release(true) }
+func (c *Conn) endBatch() {
+	c.release(true)
+	c.nbc.DoneInput(nbio.InputJobOverhead)
+}
 
 // release ends one read's batch; the last one out flushes the output
 // written meanwhile, itself (now) or through a flusher.

@@ -124,6 +124,10 @@ type Config struct {
 	// more than MaxWriteBufferSize, the connection would be closed by nbio.
 	MaxWriteBufferSize int
 
+	// MaxConnInputBytes bounds a connection's input read and not yet
+	// handled (nbio.Config.MaxConnInputBytes).
+	MaxConnInputBytes int
+
 	// MaxWebsocketFramePayloadSize represents max payload size of websocket frame.
 	MaxWebsocketFramePayloadSize int
 
@@ -1108,6 +1112,7 @@ func NewEngine(conf Config) *Engine {
 		NPoller:                      conf.NPoller,
 		ReadBufferSize:               conf.ReadBufferSize,
 		MaxWriteBufferSize:           conf.MaxWriteBufferSize,
+		MaxConnInputBytes:            conf.MaxConnInputBytes,
 		MaxConnReadTimesPerEventLoop: conf.MaxConnReadTimesPerEventLoop,
 		LockPoller:                   conf.LockPoller,
 		LockListener:                 conf.LockListener,

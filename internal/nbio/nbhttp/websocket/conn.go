@@ -20,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/rocket-go/rocket/internal/nbio"
 	"github.com/rocket-go/rocket/internal/nbio/logging"
 	"github.com/rocket-go/rocket/internal/nbio/mempool"
 	"github.com/rocket-go/rocket/internal/nbio/nbhttp"
@@ -88,6 +89,10 @@ type Conn struct {
 	// failed is set once the connection is failed for a protocol error
 	// (fail): what the peer sends then is discarded.
 	failed atomic.Bool
+	// inputConn is the poller's connection, which counts the messages
+	// queued on the job list in its input (nbio.Conn.AddInput); nil in
+	// blocking mode, where messages are handled as they are read.
+	inputConn *nbio.Conn
 
 	Engine  *nbhttp.Engine
 	Execute func(f func()) bool
@@ -188,12 +193,22 @@ func (c *Conn) handleDataFrame(opcode MessageType, fin bool, pbody *[]byte) {
 			h(c, opcode, fin, pbody)
 		})
 	} else {
+		n := len(*pbody) + nbio.InputJobOverhead
+		if c.inputConn != nil {
+			c.inputConn.AddInput(n)
+		}
 		if !c.Execute(func() {
+			if c.inputConn != nil {
+				defer c.inputConn.DoneInput(n)
+			}
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}
 			h(c, opcode, fin, pbody)
 		}) {
+			if c.inputConn != nil {
+				c.inputConn.DoneInput(n)
+			}
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}
@@ -213,12 +228,22 @@ func (c *Conn) handleMessage(opcode MessageType, pbody *[]byte) {
 			c.handleWsMessage(opcode, pbody)
 		})
 	} else {
+		n := len(*pbody) + nbio.InputJobOverhead
+		if c.inputConn != nil {
+			c.inputConn.AddInput(n)
+		}
 		if !c.Execute(func() {
+			if c.inputConn != nil {
+				defer c.inputConn.DoneInput(n)
+			}
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}
 			c.handleWsMessage(opcode, pbody)
 		}) {
+			if c.inputConn != nil {
+				c.inputConn.DoneInput(n)
+			}
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}

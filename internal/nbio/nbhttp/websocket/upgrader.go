@@ -367,6 +367,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, responseHeade
 		wsc = NewServerConn(u, conn, subprotocol, compress, false)
 		wsc.Engine = parser.Engine
 		wsc.Execute = parser.Execute
+		wsc.inputConn = nbc
 		nbc.SetSession(wsc)
 		if nbhttpConn != nil {
 			nbhttpConn.Parser = nil
@@ -390,6 +391,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, responseHeade
 				wsc = NewServerConn(u, vt, subprotocol, compress, false)
 				wsc.Engine = engine
 				wsc.Execute = nbc.Execute
+				wsc.inputConn = nbc
 				if engine.EpollMod == nbio.EPOLLET && engine.EPOLLONESHOT == nbio.EPOLLONESHOT {
 					wsc.Execute = nbhttp.SyncExecutor
 				}
@@ -481,6 +483,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, responseHeade
 			wsc = NewServerConn(u, nbc, subprotocol, compress, false)
 			wsc.Engine = engine
 			wsc.Execute = nbc.Execute
+			wsc.inputConn = nbc
 			if engine.EpollMod == nbio.EPOLLET && engine.EPOLLONESHOT == nbio.EPOLLONESHOT {
 				wsc.Execute = nbhttp.SyncExecutor
 			}
