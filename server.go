@@ -239,12 +239,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, refused.msg, refused.status)
 		return
 	}
+	upgraded := false
+	defer func() {
+		if !upgraded {
+			// Refused by the hook, a failed upgrade, or a panic in the
+			// hook: give the place back. Once upgraded, OnClose does.
+			sl.release()
+		}
+	}()
 	var reply ConnectReply
 	if s.onConnect != nil {
 		var err error
 		reply, err = s.onConnect(&ConnectEvent{Request: r})
 		if err != nil {
-			sl.release()
 			s.metrics.refused.WithLabelValues("hook").Inc()
 			status := http.StatusForbidden
 			var re *Error
@@ -264,10 +271,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cl.slot = sl // released by OnClose
 	conn, err := s.acc.Upgrade(w, r, cl)
 	if err != nil {
-		sl.release()
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	upgraded = true
 	s.conns.Add(1)
 	s.metrics.connections.Inc()
 	cl.conn = conn
