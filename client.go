@@ -26,6 +26,7 @@ type Client struct {
 	userID string
 	meta   map[string]any
 	conn   *transport.Conn
+	slot   *slot // place under the connection caps, released on close (limits.go)
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -284,6 +285,7 @@ func (cl *Client) OnMessage(text bool, data []byte) {
 func (cl *Client) OnClose(err error) {
 	s := cl.srv
 	s.conns.Add(-1)
+	cl.slot.release()
 	reason := "closed by client"
 	switch {
 	case err == nil:

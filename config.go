@@ -77,6 +77,31 @@ type Config struct {
 	// and 2 minutes.
 	MailboxSize int
 	MailboxTTL  time.Duration
+
+	// MaxInputBytes bounds the bytes read from one connection and not yet
+	// handled (frames waiting for their commands to run, and a partial
+	// frame): past it the connection is not read until its queue drains,
+	// so that TCP slows the sender down. Zero means 4×MaxFrameBytes; a
+	// negative value is invalid.
+	MaxInputBytes int
+
+	// MaxConnections caps the WebSocket connections open on this server:
+	// an upgrade beyond it is refused with HTTP 503. Zero means no cap; a
+	// negative value is invalid.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the WebSocket connections open on this
+	// server from one client address (see TrustedProxies): an upgrade
+	// beyond it is refused with HTTP 429. Zero means no cap; a negative
+	// value is invalid.
+	MaxConnectionsPerIP int
+	// TrustedProxies lists the proxies whose X-Forwarded-For header names
+	// the client, as CIDR prefixes ("10.0.0.0/8", "fd00::/8") or single
+	// addresses. A connection's client address is its TCP peer's, unless
+	// the peer is in this list: then it is the right-most address of
+	// X-Forwarded-For that is not itself in the list (the left-most if all
+	// are; the peer's if the header is missing or unreadable). Empty means
+	// no proxy is trusted and X-Forwarded-For is ignored.
+	TrustedProxies []string
 }
 
 // withDefaults returns cfg with zero fields set to their defaults, or an
@@ -113,6 +138,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	positive("PongTimeout", int64(cfg.PongTimeout))
 	positive("MailboxSize", int64(cfg.MailboxSize))
 	positive("MailboxTTL", int64(cfg.MailboxTTL))
+	setDefault(&cfg.MaxInputBytes, 4*cfg.MaxFrameBytes)
+	positive("MaxInputBytes", int64(cfg.MaxInputBytes))
+	positive("MaxConnections", int64(cfg.MaxConnections))
+	positive("MaxConnectionsPerIP", int64(cfg.MaxConnectionsPerIP))
+	if _, err := parsePrefixes(cfg.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("TrustedProxies: %w", err))
+	}
 	for _, p := range cfg.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("AllowedOrigins: bad pattern %q: %w", p, err))

@@ -37,7 +37,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "rocket_connections_total", Help: "WebSocket connections accepted (upgraded).",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rocket_connections_refused_total", Help: "Connections refused before the upgrade, by reason (origin, hook, not_running).",
+			Name: "rocket_connections_refused_total", Help: "Connections refused before the upgrade, by reason (origin, max_connections, max_connections_per_ip, hook, not_running).",
 		}, []string{"reason"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rocket_commands_total", Help: "Commands run, by action and outcome (ok or the error code).",

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type Server struct {
 	ownBroker bool
 	acc       *transport.Acceptor
 	limits    protocol.Limits
+	caps      *connLimits // MaxConnections, MaxConnectionsPerIP (limits.go)
 
 	// Set before Start, read-only afterwards.
 	handlers     map[string]Handler
@@ -98,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 		rooms:    make(map[string]*room),
 		stopPing: make(chan struct{}),
 		limits:   protocol.Limits{MaxDepth: cfg.MaxDepth, MaxCommands: cfg.MaxCommandsPerFrame},
+		caps:     newConnLimits(cfg),
 	}
 	if s.broker == nil {
 		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
@@ -169,6 +172,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.acc = transport.New(transport.Config{
 		MaxMessageBytes: 4 * s.cfg.MaxFrameBytes,
 		MaxPendingBytes: s.cfg.MaxPendingBytes,
+		MaxInputBytes:   s.cfg.MaxInputBytes,
 		IdleTimeout:     s.cfg.PingInterval + s.cfg.PongTimeout,
 		CloseTimeout:    2 * time.Second,
 		InputResumed: func(paused time.Duration) {
@@ -212,9 +216,10 @@ func (s *Server) Ready(ctx context.Context) error {
 // Broker returns the server's broker.
 func (s *Server) Broker() broker.Broker { return s.broker }
 
-// ServeHTTP accepts a WebSocket connection: it checks the origin, runs the
-// connect hook, upgrades, and welcomes the client. A request that carries
-// ?session=<token> resumes that session when it is still valid.
+// ServeHTTP accepts a WebSocket connection: it checks the origin and the
+// connection caps, runs the connect hook, upgrades, and welcomes the
+// client. A request that carries ?session=<token> resumes that session
+// when it is still valid.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.state.Load() != stateRunning {
 		s.metrics.refused.WithLabelValues("not_running").Inc()
@@ -227,6 +232,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "rocket: origin not allowed", http.StatusForbidden)
 		return
 	}
+	var addr netip.Addr
+	if s.caps.perAddr > 0 {
+		addr = s.caps.clientAddr(r)
+	}
+	sl, refused := s.caps.acquire(addr)
+	if refused != nil {
+		s.metrics.refused.WithLabelValues(refused.reason).Inc()
+		s.log.Debug("connection refused: "+refused.reason, "remote", r.RemoteAddr, "client_addr", addr)
+		http.Error(w, refused.msg, refused.status)
+		return
+	}
+	upgraded := false
+	defer func() {
+		if !upgraded {
+			// Refused by the hook, a failed upgrade, or a panic in the
+			// hook: give the place back. Once upgraded, OnClose does.
+			sl.release()
+		}
+	}()
 	var reply ConnectReply
 	if s.onConnect != nil {
 		var err error
@@ -248,11 +272,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cl := newClient(s, reply.UserID)
 	cl.meta = reply.Meta
+	cl.slot = sl // released by OnClose
 	conn, err := s.acc.Upgrade(w, r, cl)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	upgraded = true
 	s.conns.Add(1)
 	s.metrics.connections.Inc()
 	cl.conn = conn

@@ -68,6 +68,9 @@ type options struct {
 	heartbeat        time.Duration
 	redisPrefix      string
 	pprof            bool
+	idleTimeout      time.Duration
+	maxHeaderBytes   int
+	trustedProxies   string
 	cfg              rocket.Config
 	sec              securityOptions // JWT and TLS (security.go)
 }
@@ -148,6 +151,12 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
 	num(&o.cfg.MailboxSize, "mailbox-size", "ROCKET_MAILBOX_SIZE", 128, "messages kept for an away client")
 	dur(&o.cfg.MailboxTTL, "mailbox-ttl", "ROCKET_MAILBOX_TTL", 2*time.Minute, "how long an away client can resume")
+	num(&o.cfg.MaxInputBytes, "max-input-bytes", "ROCKET_MAX_INPUT_BYTES", 0, "bytes read from a client and not yet handled, past which it is not read (0: 4 x max-frame-bytes)")
+	num(&o.cfg.MaxConnections, "max-connections", "ROCKET_MAX_CONNECTIONS", 0, "most WebSocket connections open on this node, HTTP 503 beyond (0: no cap)")
+	num(&o.cfg.MaxConnectionsPerIP, "max-connections-per-ip", "ROCKET_MAX_CONNECTIONS_PER_IP", 0, "most WebSocket connections open on this node from one client address, HTTP 429 beyond (0: no cap)")
+	str(&o.trustedProxies, "trusted-proxies", "ROCKET_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8,::1/128")
+	dur(&o.idleTimeout, "http-idle-timeout", "ROCKET_HTTP_IDLE_TIMEOUT", defaultIdleTimeout, "how long an idle HTTP keep-alive connection is kept, on both ports (WebSockets are not affected)")
+	num(&o.maxHeaderBytes, "max-header-bytes", "ROCKET_MAX_HEADER_BYTES", defaultMaxHeaderBytes, "largest HTTP request header, on both ports (HTTP 431 beyond)")
 	// The secret's variable is not shown as the flag's default, so that -h
 	// does not print it; it is read after parsing (the flag still wins).
 	fset.StringVar(&o.sec.jwtHMACSecret, "jwt-hmac-secret", "", "HS256 secret (at least 32 bytes) of the JWTs clients must present; visible to ps as a flag, prefer the variable or -jwt-hmac-secret-file (ROCKET_JWT_HMAC_SECRET)")
@@ -173,12 +182,41 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	if o.redisURL == "" {
 		o.redisURL = getenv("ROCKET_REDIS_URL")
 	}
-	for _, p := range strings.Split(o.allowedOrigins, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			o.cfg.AllowedOrigins = append(o.cfg.AllowedOrigins, p)
-		}
+	o.cfg.AllowedOrigins = splitList(o.allowedOrigins)
+	o.cfg.TrustedProxies = splitList(o.trustedProxies)
+	// Zero means the default, as in rocket.Config: net/http would take it
+	// for no limit.
+	if o.idleTimeout == 0 {
+		o.idleTimeout = defaultIdleTimeout
+	}
+	if o.maxHeaderBytes == 0 {
+		o.maxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if o.idleTimeout < 0 {
+		return nil, fmt.Errorf("ROCKET_HTTP_IDLE_TIMEOUT must not be negative, got %s", o.idleTimeout)
+	}
+	if o.maxHeaderBytes < 0 {
+		return nil, fmt.Errorf("ROCKET_MAX_HEADER_BYTES must not be negative, got %d", o.maxHeaderBytes)
 	}
 	return o, nil
+}
+
+// Defaults of the limits on both HTTP servers.
+const (
+	defaultIdleTimeout    = 60 * time.Second
+	defaultMaxHeaderBytes = 64 << 10
+	readHeaderTimeout     = 10 * time.Second
+)
+
+// splitList splits a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func newLogger(o *options, out io.Writer) (*slog.Logger, error) {
@@ -266,8 +304,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	wsLn, httpLn = sec.listenTLS(wsLn, httpLn)
 	// net/http's own errors (TLS handshakes, panics) go to the log too.
 	httpLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	wsServer := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpLog}
-	httpServer := &http.Server{Handler: httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof), ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpLog}
+	// The same limits on both ports. IdleTimeout closes a keep-alive
+	// connection waiting for its next request; a connection upgraded to a
+	// WebSocket has left net/http and is not affected by either timeout.
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       o.idleTimeout,
+			MaxHeaderBytes:    o.maxHeaderBytes,
+			ErrorLog:          httpLog,
+		}
+	}
+	wsServer := newServer(srv)
+	httpServer := newServer(httpMux(srv, public, promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), o.pprof))
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- wsServer.Serve(wsLn) }()
 	go func() { serveErr <- httpServer.Serve(httpLn) }()
@@ -295,21 +345,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	}
 	errs = append(errs, srv.Shutdown(sctx))
 	return errors.Join(errs...)
-}
-
-// publicFS returns the directory served on the HTTP port.
-func publicFS(dir string) (fs.FS, error) {
-	if dir == "" {
-		return fs.Sub(publicFiles, "public")
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("public directory: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("public directory %s is not a directory", dir)
-	}
-	return os.DirFS(dir), nil
 }
 
 // httpMux serves the public directory, the JavaScript client, WebSockets
@@ -343,7 +378,7 @@ func httpMux(srv *rocket.Server, public fs.FS, metrics http.Handler, withPprof b
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /", http.FileServer(http.FS(public)))
+	mux.Handle("GET /", staticFiles(public))
 	return mux
 }
 

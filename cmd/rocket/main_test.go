@@ -239,6 +239,11 @@ func TestBadConfiguration(t *testing.T) {
 		"bad level":    {"ROCKET_LOG_LEVEL": "loud"},
 		"no dir":       {"ROCKET_PUBLIC_DIR": "/does/not/exist"},
 		"redis":        {"ROCKET_REDIS_URL": "redis://127.0.0.1:1/0"},
+		"bad proxy":    {"ROCKET_TRUSTED_PROXIES": "10.0.0.0/33"},
+		"negative cap": {"ROCKET_MAX_CONNECTIONS_PER_IP": "-1"},
+		"idle timeout": {"ROCKET_HTTP_IDLE_TIMEOUT": "-1s"},
+		"header bytes": {"ROCKET_MAX_HEADER_BYTES": "-5"},
+		"input bytes":  {"ROCKET_MAX_INPUT_BYTES": "-5"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, nil)
@@ -256,10 +261,18 @@ func TestBadConfiguration(t *testing.T) {
 
 func TestFlagsOverrideEnvironment(t *testing.T) {
 	o, err := parseOptions([]string{"-max-frame-bytes", "2048"}, func(k string) string {
-		return map[string]string{"ROCKET_MAX_FRAME_BYTES": "1024", "ROCKET_MAILBOX_SIZE": "7", "ROCKET_ALLOWED_ORIGINS": "a.com, *.b.com"}[k]
+		return map[string]string{"ROCKET_MAX_FRAME_BYTES": "1024", "ROCKET_MAILBOX_SIZE": "7", "ROCKET_ALLOWED_ORIGINS": "a.com, *.b.com",
+			"ROCKET_TRUSTED_PROXIES": "10.0.0.0/8, ::1", "ROCKET_MAX_CONNECTIONS": "9", "ROCKET_MAX_CONNECTIONS_PER_IP": "3",
+			"ROCKET_MAX_INPUT_BYTES": "5000", "ROCKET_HTTP_IDLE_TIMEOUT": "0"}[k]
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.Join(o.cfg.TrustedProxies, "|"); got != "10.0.0.0/8|::1" || o.cfg.MaxConnections != 9 || o.cfg.MaxConnectionsPerIP != 3 || o.cfg.MaxInputBytes != 5000 {
+		t.Fatalf("limits %q %+v", got, o.cfg)
+	}
+	if o.idleTimeout != 60*time.Second || o.maxHeaderBytes != 64<<10 {
+		t.Fatalf("HTTP limits: idle %v, header bytes %d; want the defaults", o.idleTimeout, o.maxHeaderBytes)
 	}
 	if o.cfg.MaxFrameBytes != 2048 || o.cfg.MailboxSize != 7 || o.wsAddr != ":9185" || o.httpAddr != ":9346" {
 		t.Fatalf("options %+v", o)
