@@ -2,11 +2,14 @@ package rocket_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/rocket-go/rocket"
@@ -99,5 +102,56 @@ func TestMessagesNotHTMLEscaped(t *testing.T) {
 				t.Fatalf("delivered %d bytes (%.40q...), want the text as it is", len(frame), frame)
 			}
 		})
+	}
+}
+
+// TestMailboxBytes checks Config.MailboxBytes on the default broker: the
+// oldest messages of an away client are dropped past the bound and
+// counted in rocket_mailbox_dropped_total, and a message over the bound is
+// refused to its sender with too_large, even for a connected client.
+func TestMailboxBytes(t *testing.T) {
+	const bound = 250
+	reg := prometheus.NewRegistry()
+	n := startNode(t, rocket.Config{MailboxBytes: bound, CommandRate: -1, Metrics: reg}, func(s *rocket.Server) {
+		s.HandleFunc("Test.sendTo", func(c *rocket.Context) (any, error) {
+			var in struct {
+				To   string `json:"to"`
+				Size int    `json:"size"`
+			}
+			if err := c.Bind(&in); err != nil {
+				return nil, err
+			}
+			return true, c.Server().Send(c.Context(), in.To, json.RawMessage(`"`+strings.Repeat("x", in.Size-2)+`"`))
+		})
+	})
+	sender := dial(t, n.url, "")
+	away := dial(t, n.url, "")
+	id, session := away.welcome.Client, away.welcome.Session
+	_ = away.ws.CloseNow()
+	waitGone(t, n, id)
+	for range 3 {
+		sender.call("Test.sendTo", map[string]any{"to": id, "size": 100}, nil)
+	}
+	if got := metricValue(t, reg, "rocket_mailbox_dropped_total"); got != 1 {
+		t.Fatalf("rocket_mailbox_dropped_total = %v, want 1", got)
+	}
+	for _, to := range []string{id, sender.welcome.Client} {
+		f := sender.request("Test.sendTo", map[string]any{"to": to, "size": bound + 1})
+		if f.Error == nil || f.Error.Code != rocket.CodeTooLarge || !strings.Contains(f.Error.Message, "mailbox limit") {
+			t.Fatalf("send of %d bytes to %s: %+v, want a too_large error", bound+1, to, f)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := n.srv.Send(ctx, id, json.RawMessage(`"`+strings.Repeat("x", bound)+`"`))
+	var re *rocket.Error
+	if !errors.As(err, &re) || re.Code != rocket.CodeTooLarge || !errors.Is(err, broker.ErrTooLarge) {
+		t.Fatalf("Send over the bound = %v, want a too_large *Error wrapping broker.ErrTooLarge", err)
+	}
+	back := dial(t, n.url, session)
+	for range 2 {
+		if f := back.read(); len(f) != 100 {
+			t.Fatalf("kept message of %d bytes, want 100", len(f))
+		}
 	}
 }

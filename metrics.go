@@ -55,7 +55,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "rocket_action_panics_total", Help: "Panics recovered in actions.",
 		}),
 		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rocket_broker_errors_total", Help: "Broker calls that failed, by operation (unknown clients and bad sessions are not errors).",
+			Name: "rocket_broker_errors_total", Help: "Broker calls that failed, by operation (unknown clients, bad sessions and messages over the mailbox bound are not errors).",
 		}, []string{"op"}),
 		brokerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rocket_broker_duration_seconds",
@@ -63,7 +63,7 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 2},
 		}, []string{"op"}),
 		mailbox: &mailboxCollector{s: s,
-			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from full mailboxes of away clients (broker-wide).", nil, nil),
+			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from mailboxes over their bound in count or bytes, oldest first (broker-wide).", nil, nil),
 			expired: prometheus.NewDesc("rocket_mailbox_expired_total", "Messages dropped with away clients whose session expired (broker-wide).", nil, nil),
 		},
 	}
@@ -111,7 +111,7 @@ type instrumented struct {
 
 func (b instrumented) observe(op string, start time.Time, err error) {
 	b.m.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) {
+	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) && !errors.Is(err, broker.ErrTooLarge) {
 		b.m.brokerErrors.WithLabelValues(op).Inc()
 	}
 }

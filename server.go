@@ -100,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		limits:   protocol.Limits{MaxDepth: cfg.MaxDepth, MaxCommands: cfg.MaxCommandsPerFrame},
 	}
 	if s.broker == nil {
-		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 		s.ownBroker = true
 	}
 	s.metrics = newMetrics(s)
@@ -431,7 +431,9 @@ func (s *Server) ClientCount() int {
 // kept in its mailbox until it resumes. If the client acknowledges its
 // messages (Client.Acks), the message is numbered and kept until the
 // client acknowledges it, so that not even the death of the client's
-// server loses it. Send returns ErrUnknownClient if no such client exists.
+// server loses it. Send returns ErrUnknownClient if no such client exists,
+// and an error wrapping a too_large *Error (an action may return it as it
+// is) if the message is larger than Config.MailboxBytes.
 func (s *Server) Send(ctx context.Context, clientID string, msg any) error {
 	data, err := encode(msg)
 	if err != nil {
@@ -444,6 +446,9 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	if st := s.state.Load(); st == stateNew || st == stateStopped {
 		return ErrServerClosed
 	}
+	if len(data) > s.cfg.MailboxBytes {
+		return tooLarge("send to "+clientID, len(data), s.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
 	// A local client is written to directly, unless it acknowledges (the
 	// broker keeps its messages until then) or is being set up.
 	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(clientID, data) {
@@ -452,6 +457,9 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	if err := s.broker.Send(ctx, clientID, data); err != nil {
 		if errors.Is(err, broker.ErrUnknownClient) {
 			return fmt.Errorf("send to %s: %w", clientID, ErrUnknownClient)
+		}
+		if errors.Is(err, broker.ErrTooLarge) {
+			return tooLarge("send to "+clientID, len(data), -1, err)
 		}
 		return fmt.Errorf("rocket: send to %s: %w: %w", clientID, ErrUnavailable, err)
 	}

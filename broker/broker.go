@@ -16,7 +16,7 @@
 // A client is recorded in the directory with Connect when its WebSocket opens
 // and becomes away with Disconnect when it closes. An away client keeps its
 // session for the mailbox TTL: messages sent to it meanwhile are appended to
-// its mailbox (bounded in length and age) and handed over, in order, by Resume
+// its mailbox (bounded in length, bytes and age) and handed over, in order, by Resume
 // when it comes back on any server. A client that stays away longer than the
 // TTL is forgotten and its mail dropped and counted.
 //
@@ -83,7 +83,15 @@ var (
 	ErrUnknownServer = errors.New("broker: unknown server")
 	// ErrClosed means the broker has been closed.
 	ErrClosed = errors.New("broker: closed")
+	// ErrTooLarge means a message given to Send or SendUser is larger
+	// than the bound on the bytes of a mailbox: it could never be kept,
+	// so it is refused whatever the client's state.
+	ErrTooLarge = errors.New("broker: message larger than the mailbox bound")
 )
+
+// DefaultMailboxBytes is the default bound on the bytes of the messages
+// kept in one client's mailbox (the sum of their data), for every broker.
+const DefaultMailboxBytes = 1 << 20
 
 // Handler receives what a broker delivers to one registered server.
 //
@@ -148,7 +156,7 @@ type Resumed struct {
 // Stats are counters a broker keeps since it was created.
 type Stats struct {
 	// MailDropped counts messages dropped from mailboxes because they
-	// overflowed the length bound.
+	// overflowed the length bound or the bytes bound.
 	MailDropped uint64
 	// MailExpired counts messages dropped from mailboxes because they (or
 	// their client's session) outlived the TTL.
@@ -227,8 +235,9 @@ type Broker interface {
 	// Send delivers data to a client: to the Handler of the server holding
 	// it, or to its mailbox when it is away (and to its mailbox as well
 	// when it acknowledges). It returns ErrUnknownClient when the client
-	// is unknown. A nil error means the message was accepted: delivered to
-	// the server or kept in the mailbox.
+	// is unknown, and ErrTooLarge, for any client, when data is larger
+	// than the mailbox bytes bound. A nil error means the message was
+	// accepted: delivered to the server or kept in the mailbox.
 	Send(ctx context.Context, clientID string, data []byte) error
 
 	// Subscribe makes the server receive messages published to room.
@@ -282,7 +291,8 @@ type Broker interface {
 	// Handler wherever they are). It
 	// returns every client of the user, those on from included, with the
 	// Server that holds it (empty: the message went to its mailbox). A
-	// user without clients gives an empty slice and a nil error.
+	// user without clients gives an empty slice and a nil error. Data
+	// larger than the mailbox bytes bound is refused with ErrTooLarge.
 	SendUser(ctx context.Context, from, userID string, data []byte) ([]Client, error)
 
 	// ForgetUser forgets every client of userID at once, as Forget does

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-		return memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		return memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 	})
 }
 

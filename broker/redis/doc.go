@@ -149,10 +149,12 @@
 //	                                   secret: the secret itself is never stored), user (the
 //	                                   user id, only if not empty), away_until
 //	                                   (unix ms, only while away), acked and seq (clients that
-//	                                   acknowledge); while away the key expires at away_until
+//	                                   acknowledge), mail_bytes (the bytes of the messages in
+//	                                   the mailbox); while away the key expires at away_until
 //	                                   plus a minute, as a safety net
 //	P mail:<id>                list    mailbox of an away client, oldest first, at most
-//	                                   MailboxSize messages; expires with the client key. For a
+//	                                   MailboxSize messages and MailboxBytes bytes of data (the
+//	                                   oldest dropped first); expires with the client key. For a
 //	                                   client that acknowledges, its unacknowledged messages,
 //	                                   connected or not, as "<seq> <data>"
 //	P away                     zset    away client id -> away_until

@@ -308,7 +308,7 @@ func (b *Broker) reap(ctx context.Context, cleanup bool) error {
 			continue // alive: its heartbeat will catch up
 		}
 		res, err := b.exec(ctx, b.lua.cleanup, b.cfg.Prefix, id, "reap", b.deadAfterArg,
-			b.ttlArg, b.sizeArg).AsIntSlice()
+			b.ttlArg, b.sizeArg, b.bytesArg).AsIntSlice()
 		if err != nil {
 			return err
 		}

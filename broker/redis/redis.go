@@ -27,6 +27,9 @@ const (
 	// DefaultMailboxSize is the number of messages kept per away client
 	// when Config.MailboxSize is zero.
 	DefaultMailboxSize = 128
+	// DefaultMailboxBytes is the bound on the bytes kept per client when
+	// Config.MailboxBytes is zero.
+	DefaultMailboxBytes = broker.DefaultMailboxBytes
 	// DefaultMailboxTTL is how long an away client can resume when
 	// Config.MailboxTTL is zero.
 	DefaultMailboxTTL = 2 * time.Minute
@@ -77,6 +80,12 @@ type Config struct {
 	// mailbox is full the oldest message is dropped and counted. Zero
 	// means DefaultMailboxSize.
 	MailboxSize int
+	// MailboxBytes bounds the bytes of the messages kept per client
+	// (their data, the sum over the mailbox): the oldest are dropped and
+	// counted, as for MailboxSize, and Send and SendUser refuse a message
+	// larger than the bound with an error wrapping broker.ErrTooLarge.
+	// Zero means DefaultMailboxBytes.
+	MailboxBytes int
 	// MailboxTTL is how long an away client can resume. Zero means
 	// DefaultMailboxTTL.
 	MailboxTTL time.Duration
@@ -108,6 +117,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MailboxSize == 0 {
 		cfg.MailboxSize = DefaultMailboxSize
 	}
+	if cfg.MailboxBytes == 0 {
+		cfg.MailboxBytes = DefaultMailboxBytes
+	}
 	if cfg.MailboxTTL == 0 {
 		cfg.MailboxTTL = DefaultMailboxTTL
 	}
@@ -126,6 +138,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.MailboxSize < 0:
 		return cfg, fmt.Errorf("redis: config: negative MailboxSize %d", cfg.MailboxSize)
+	case cfg.MailboxBytes < 0:
+		return cfg, fmt.Errorf("redis: config: negative MailboxBytes %d", cfg.MailboxBytes)
 	case cfg.MailboxTTL < time.Millisecond:
 		return cfg, fmt.Errorf("redis: config: MailboxTTL %v is under a millisecond", cfg.MailboxTTL)
 	case cfg.HeartbeatInterval < time.Millisecond:
@@ -154,9 +168,9 @@ type Broker struct {
 	lua *scripts
 
 	// Keys and script arguments used on every call.
-	roomPrefix, inboxPrefix, wakePrefix string
-	statsKeys                           []string
-	sizeArg, ttlArg, deadAfterArg       string
+	roomPrefix, inboxPrefix, wakePrefix     string
+	statsKeys                               []string
+	sizeArg, bytesArg, ttlArg, deadAfterArg string
 
 	ctx       context.Context // background work; canceled by Close
 	cancel    context.CancelFunc
@@ -268,6 +282,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		wakePrefix:   cfg.Prefix + "wake:",
 		statsKeys:    []string{cfg.Prefix + "stats:mail_dropped", cfg.Prefix + "stats:mail_expired"},
 		sizeArg:      strconv.Itoa(cfg.MailboxSize),
+		bytesArg:     strconv.Itoa(cfg.MailboxBytes),
 		ttlArg:       ms(cfg.MailboxTTL),
 		deadAfterArg: ms(cfg.DeadAfter),
 		stop:         make(chan struct{}),
@@ -530,7 +545,7 @@ func (b *Broker) UnregisterServer(ctx context.Context, serverID string) error {
 		return fmt.Errorf("redis: %s %s: waiting for its consumer: %w", op, serverID, ctx.Err())
 	}
 	err := b.run(ctx, b.lua.cleanup, b.cfg.Prefix, serverID, "unregister", "0",
-		b.ttlArg, b.sizeArg).Error()
+		b.ttlArg, b.sizeArg, b.bytesArg).Error()
 	if err != nil {
 		return b.fail(op+" "+serverID, err)
 	}
@@ -782,7 +797,20 @@ func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 	if err := b.enter(ctx, "send"); err != nil {
 		return err
 	}
+	if err := b.fits("send to "+clientID, data); err != nil {
+		return err
+	}
 	return b.sends.send(ctx, clientID, data)
+}
+
+// fits returns an error wrapping broker.ErrTooLarge when data is larger
+// than the mailbox bytes bound.
+func (b *Broker) fits(op string, data []byte) error {
+	if len(data) > b.cfg.MailboxBytes {
+		return fmt.Errorf("redis: %s: %d bytes, over the mailbox bound of %d: %w",
+			op, len(data), b.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
+	return nil
 }
 
 // Subscribe makes the server, which must be registered on this Broker,

@@ -21,7 +21,7 @@ import (
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-		return newBroker(t, srv, Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		return newBroker(t, srv, Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 	})
 }
 
@@ -36,6 +36,7 @@ func TestConfig(t *testing.T) {
 		{"bad URL", Config{URL: "http://127.0.0.1:1"}, "invalid URL scheme"},
 		{"dead after", Config{URL: "redis://127.0.0.1:1", HeartbeatInterval: time.Second, DeadAfter: time.Second}, "must exceed"},
 		{"negative size", Config{URL: "redis://127.0.0.1:1", MailboxSize: -1}, "negative MailboxSize"},
+		{"negative bytes", Config{URL: "redis://127.0.0.1:1", MailboxBytes: -1}, "negative MailboxBytes"},
 		{"unparsable URL", Config{URL: "redis://user:pw-123@127.0.0.1:port/0"}, "invalid port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -147,6 +147,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	dur(&o.cfg.PingInterval, "ping-interval", "ROCKET_PING_INTERVAL", 25*time.Second, "how often clients are pinged")
 	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
 	num(&o.cfg.MailboxSize, "mailbox-size", "ROCKET_MAILBOX_SIZE", 128, "messages kept for an away client")
+	num(&o.cfg.MailboxBytes, "mailbox-bytes", "ROCKET_MAILBOX_BYTES", 1<<20, "bytes kept in a client's mailbox; a larger message is refused")
 	dur(&o.cfg.MailboxTTL, "mailbox-ttl", "ROCKET_MAILBOX_TTL", 2*time.Minute, "how long an away client can resume")
 	// The secret's variable is not shown as the flag's default, so that -h
 	// does not print it; it is read after parsing (the flag still wins).
@@ -225,6 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 			URL:               o.redisURL,
 			Prefix:            o.redisPrefix,
 			MailboxSize:       o.cfg.MailboxSize,
+			MailboxBytes:      o.cfg.MailboxBytes,
 			MailboxTTL:        o.cfg.MailboxTTL,
 			HeartbeatInterval: o.heartbeat,
 			Logger:            log,
