@@ -65,6 +65,7 @@ func newMetrics(s *Server) *metrics {
 		mailbox: &mailboxCollector{s: s,
 			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from mailboxes over their bound in count or bytes, oldest first (broker-wide).", nil, nil),
 			expired: prometheus.NewDesc("rocket_mailbox_expired_total", "Messages dropped with away clients whose session expired (broker-wide).", nil, nil),
+			oom:     prometheus.NewDesc("rocket_broker_oom_errors_total", "Calls of this node's broker that its store (Redis at maxmemory) refused for want of memory, its own goroutines' (heartbeats...) included.", nil, nil),
 		},
 	}
 	return m
@@ -82,13 +83,14 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 // mailboxCollector reads the broker's mailbox counters at scrape time.
 type mailboxCollector struct {
-	s                *Server
-	dropped, expired *prometheus.Desc
+	s                     *Server
+	dropped, expired, oom *prometheus.Desc
 }
 
 func (c *mailboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dropped
 	ch <- c.expired
+	ch <- c.oom
 }
 
 func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -101,6 +103,7 @@ func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.MailDropped))
 	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(st.MailExpired))
+	ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(st.OutOfMemory))
 }
 
 // instrumented wraps a broker to count its failures and time its calls.
@@ -114,6 +117,20 @@ func (b instrumented) observe(op string, start time.Time, err error) {
 	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) && !errors.Is(err, broker.ErrTooLarge) {
 		b.m.brokerErrors.WithLabelValues(op).Inc()
 	}
+}
+
+// Ready asks the broker whether new clients can connect (broker.Checker),
+// or makes one Stats round trip for brokers that cannot tell.
+func (b instrumented) Ready(ctx context.Context) error {
+	start := time.Now()
+	var err error
+	if c, ok := b.Broker.(broker.Checker); ok {
+		err = c.Ready(ctx)
+	} else {
+		_, err = b.Broker.Stats(ctx)
+	}
+	b.observe("ready", start, err)
+	return err
 }
 
 func (b instrumented) Send(ctx context.Context, clientID string, data []byte) error {

@@ -193,13 +193,17 @@ func (s *Server) Start(ctx context.Context) error {
 // ID returns the server's cluster-unique id, given by the broker at Start.
 func (s *Server) ID() string { return s.id }
 
-// Ready reports whether the server accepts connections and reaches its
-// broker (one round trip); the error says what is wrong.
+// Ready reports whether the server accepts connections and its broker can
+// record new clients (one round trip: the broker's Ready if it implements
+// broker.Checker, Stats otherwise); the error says what is wrong, for
+// example that Redis is out of memory (it then wraps
+// broker.ErrOutOfMemory). It fails only while new connections would fail:
+// clients already connected may still be served.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.state.Load() != stateRunning {
 		return ErrServerClosed
 	}
-	if _, err := s.broker.Stats(ctx); err != nil {
+	if err := s.broker.(broker.Checker).Ready(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

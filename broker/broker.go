@@ -87,7 +87,19 @@ var (
 	// than the bound on the bytes of a mailbox: it could never be kept,
 	// so it is refused whatever the client's state.
 	ErrTooLarge = errors.New("broker: message larger than the mailbox bound")
+	// ErrOutOfMemory means the broker's store refused a write because it
+	// is out of memory (Redis at maxmemory): nothing new can be recorded
+	// until memory frees, while what is recorded can still be read.
+	ErrOutOfMemory = errors.New("broker: store out of memory")
 )
+
+// Checker is implemented by brokers that can tell whether a server using
+// them can accept new clients now (Rocket's Server.Ready calls it, and
+// falls back to a Stats round trip for brokers without it). Ready returns
+// nil or why not, wrapping ErrOutOfMemory when that is the reason.
+type Checker interface {
+	Ready(ctx context.Context) error
+}
 
 // DefaultMailboxBytes is the default bound on the bytes of the messages
 // kept in one client's mailbox (the sum of their data), for every broker.
@@ -161,6 +173,11 @@ type Stats struct {
 	// MailExpired counts messages dropped from mailboxes because they (or
 	// their client's session) outlived the TTL.
 	MailExpired uint64
+	// OutOfMemory counts the calls of this broker (methods and its own
+	// goroutines: heartbeats, reaper...) that its store refused for want
+	// of memory; unlike the mailbox counters it is this broker's own, not
+	// shared by the cluster.
+	OutOfMemory uint64
 }
 
 // Broker is what Rocket servers need from the engine that connects them.

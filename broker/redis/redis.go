@@ -200,9 +200,22 @@ type Broker struct {
 	consumerRetries   atomic.Int64 // failed inbox reads
 	subscriberRetries atomic.Int64 // failed pub/sub connections
 	heartbeatPaused   atomic.Bool  // heartbeats are skipped
+
+	oomErrors atomic.Uint64 // Redis calls refused with OOM (Stats.OutOfMemory)
+	// The reaper cleans up other servers only while this Broker's own
+	// heartbeats succeed (see mayReap): beatFailing counts its servers
+	// whose last heartbeat failed, lastBeat is the time (unix ns) of the
+	// last heartbeat written, and reapHold the time until which reaping
+	// waits after heartbeats recovered.
+	beatFailing atomic.Int32
+	lastBeat    atomic.Int64
+	reapHold    atomic.Int64
 }
 
-var _ broker.Broker = (*Broker)(nil)
+var (
+	_ broker.Broker  = (*Broker)(nil)
+	_ broker.Checker = (*Broker)(nil)
+)
 
 // server is a server registered on this Broker.
 type server struct {
@@ -373,7 +386,47 @@ func (b *Broker) fail(op string, err error) error {
 	if b.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
 		err = broker.ErrClosed
 	}
+	if b.noteOOM(err) {
+		return fmt.Errorf("redis: %s: Redis is out of memory (maxmemory reached): %w: %w", op, broker.ErrOutOfMemory, err)
+	}
 	return fmt.Errorf("redis: %s: %w", op, err)
+}
+
+// isOOM reports whether err is Redis refusing a command because it is at
+// maxmemory ("OOM command not allowed when used memory > 'maxmemory'",
+// also inside scripts).
+func isOOM(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), "OOM ")
+}
+
+// noteOOM counts err if it is an OOM error, and reports whether it is.
+func (b *Broker) noteOOM(err error) bool {
+	if err == nil || !isOOM(err) {
+		return false
+	}
+	b.oomErrors.Add(1)
+	return true
+}
+
+// Ready reports whether a server on this Broker can accept new clients:
+// Redis answers and takes writes (a new client is recorded with writes, so
+// the check writes a small key of its own, which expires). When Redis is
+// at maxmemory it returns an error wrapping broker.ErrOutOfMemory that
+// says so.
+func (b *Broker) Ready(ctx context.Context) error {
+	const op = "ready"
+	if err := b.enter(ctx, op); err != nil {
+		return err
+	}
+	cmd := b.rdb.B().Set().Key(b.cfg.Prefix + "ready").Value("1").Px(time.Minute).Build()
+	if err := b.do(ctx, cmd).Error(); err != nil {
+		if b.noteOOM(err) {
+			return fmt.Errorf("redis: Redis is out of memory (maxmemory reached), new clients cannot connect: %w: %w", broker.ErrOutOfMemory, err)
+		}
+		return b.fail(op, err)
+	}
+	return nil
 }
 
 // exec executes a script for the Broker's goroutines.
@@ -474,6 +527,7 @@ func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, 
 		return "", b.fail(op, err)
 	}
 	raise(&b.serverFloor, id)
+	b.lastBeat.Store(time.Now().UnixNano()) // the register script wrote its heartbeat
 	s := &server{
 		id:      id,
 		h:       h,
@@ -937,7 +991,7 @@ func (b *Broker) Stats(ctx context.Context) (broker.Stats, error) {
 			return broker.Stats{}, b.fail(op, err)
 		}
 	}
-	return broker.Stats{MailDropped: n[0], MailExpired: n[1]}, nil
+	return broker.Stats{MailDropped: n[0], MailExpired: n[1], OutOfMemory: b.oomErrors.Load()}, nil
 }
 
 // Close stops every goroutine of the Broker, waits for them (and so for
