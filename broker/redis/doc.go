@@ -107,8 +107,13 @@
 // published meanwhile are not delivered).
 //
 // Messages already popped from an inbox are delivered even while their
-// server unregisters or its Broker closes; a message whose pop answer is
-// lost on the network (a connection broken mid-reply) is lost. Messages
+// server unregisters or its Broker closes. The pops (LPOP with a count,
+// BLPOP bounded by Redis's own timeout) have no client-side timeout and go
+// through connections of their own without read deadlines, so that a node
+// paused for any time (SIGSTOP, a stalled VM) still reads the answer Redis
+// gave it when it continues; a dead connection is found by TCP keep-alive.
+// A message whose pop answer is lost on the network (a connection broken
+// mid-reply) is lost, for clients that do not acknowledge. Messages
 // that were in an inbox when their client moved away are delivered to the
 // old server's Handler, which sends them on (see the broker package's
 // contract for servers).

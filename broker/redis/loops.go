@@ -189,16 +189,21 @@ func (b *Broker) delivered(s *server, last map[string]uint64) {
 // pop returns the next messages of inbox: up to InboxBatch of them or, if
 // there are none, the first one to come within blockTimeout. It returns no
 // message and no error on a timeout or a wake-up.
+//
+// Neither pop has a client-side timeout (they go through b.pdb, whose
+// connections have no deadline, with a context that never ends): once
+// Redis has popped entries, its answer is the only copy of them, and a
+// node paused (SIGSTOP, a stalled VM) past a timeout would otherwise give
+// up on it and lose them. The BLPOP is bounded by Redis's own timeout; a
+// dead connection is found by TCP keep-alive, and Close closes b.pdb if
+// the pops do not return.
 func (b *Broker) pop(inbox, wake string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	entries, err := b.rdb.Do(ctx, b.rdb.B().Lpop().Key(inbox).Count(int64(b.cfg.InboxBatch)).Build()).AsStrSlice()
-	cancel()
+	ctx := context.Background()
+	entries, err := b.pdb.Do(ctx, b.pdb.B().Lpop().Key(inbox).Count(int64(b.cfg.InboxBatch)).Build()).AsStrSlice()
 	if err == nil && len(entries) > 0 || err != nil && !rueidis.IsRedisNil(err) {
 		return entries, err
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), blockTimeout+opTimeout)
-	kv, err := b.rdb.Do(ctx, b.rdb.B().Blpop().Key(inbox, wake).Timeout(blockTimeout.Seconds()).Build()).AsStrSlice()
-	cancel()
+	kv, err := b.pdb.Do(ctx, b.pdb.B().Blpop().Key(inbox, wake).Timeout(blockTimeout.Seconds()).Build()).AsStrSlice()
 	switch {
 	case rueidis.IsRedisNil(err):
 		return nil, nil

@@ -165,6 +165,11 @@ type Broker struct {
 	cfg Config
 	log *slog.Logger
 	rdb rueidis.Client
+	// pdb carries the inbox pops only: its connections have no read or
+	// write deadline (dead peers are found by TCP keep-alive), so that a
+	// node paused past any timeout still reads the entries Redis popped
+	// for it (see pop).
+	pdb rueidis.Client
 	lua *scripts
 
 	// Keys and script arguments used on every call.
@@ -280,15 +285,25 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
 	}
+	popt := opt
+	popt.ConnWriteTimeout = -1 // no deadline: see Broker.pdb
+	popt.ClientName = "rocket-inbox"
+	pdb, err := rueidis.NewClient(popt)
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
+	}
 	lua, srcs := newScripts()
 	if err := prepare(ctx, rdb, srcs); err != nil {
 		rdb.Close()
+		pdb.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
 	}
 	b := &Broker{
 		cfg:          cfg,
 		log:          cfg.Logger,
 		rdb:          rdb,
+		pdb:          pdb,
 		lua:          lua,
 		roomPrefix:   cfg.Prefix + "room:",
 		inboxPrefix:  cfg.Prefix + "inbox:",
@@ -1016,7 +1031,20 @@ func (b *Broker) Close() error {
 		close(b.stop)
 		b.cancel()
 		b.wake(context.Background(), ids...)
-		b.wg.Wait()
+		// The consumers' pops have no deadline (see pop): if Redis does
+		// not answer them, their connections are closed after a while.
+		waited := make(chan struct{})
+		go func() {
+			b.wg.Wait()
+			close(waited)
+		}()
+		select {
+		case <-waited:
+		case <-time.After(blockTimeout + opTimeout):
+			b.pdb.Close()
+			<-waited
+		}
+		b.pdb.Close()
 		// The sender stops last: Sends made by the goroutines above
 		// while they stopped are still carried.
 		b.sends.stop()

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +117,39 @@ func TestClusterRedisFull(t *testing.T) {
 	cb.expectWhispers(1, 2)
 	cb.whisper(ca.id, "2")
 	ca.expectWhispers(2, 3)
+}
+
+// TestClusterNodePaused: a node is paused (SIGSTOP) for longer than its
+// inbox pop waits for Redis, with a client (without acknowledged
+// delivery) on it, while whispers are sent to that client from the other
+// node: Redis hands the first one to the paused node's blocked pop, the
+// others wait in its inbox. When the node continues, the client gets every
+// whisper, in order: the one Redis had handed over is not lost.
+func TestClusterNodePaused(t *testing.T) {
+	rs := redistest.Start(t)
+	// Heartbeats slow enough that the pause does not get the node
+	// declared dead: only the pop is under test.
+	env := []string{"ROCKET_REDIS_URL=" + rs.URL, "ROCKET_HEARTBEAT_INTERVAL=5s", "ROCKET_COMMAND_RATE=-1"}
+	a := startProc(t, env...)
+	b := startProc(t, env...)
+	sender := dialClient(t, "ws://"+a.ws+"/")
+	receiver := dialClient(t, "ws://"+b.ws+"/")
+	sender.whisper(receiver.id, "0")
+	receiver.expectWhispers(0, 1)
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.cmd.Process.Signal(syscall.SIGCONT) })
+	const n = 10
+	for i := 1; i <= n; i++ {
+		sender.whisper(receiver.id, strconv.Itoa(i))
+	}
+	const pause = 10 * time.Second // the pop used to give up after 6 s
+	paused := time.Now()
+	pollUntil(t, paused.Add(pause+time.Second), func() bool { return time.Since(paused) >= pause }, func() string { return "" })
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	receiver.expectWhispers(1, n+1)
 }
