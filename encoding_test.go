@@ -155,3 +155,23 @@ func TestMailboxBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestClientIDsAfterRestart: a single node restarted on the default
+// in-memory broker does not hand its first client the id of the first
+// client before the restart.
+func TestClientIDsAfterRestart(t *testing.T) {
+	first := func() string {
+		n := startNode(t, rocket.Config{}, nil)
+		c := dial(t, n.url, "")
+		id := c.welcome.Client
+		if strings.ContainsAny(id, " #") || len(id) > 24 {
+			t.Fatalf("client id %q: want a short id without spaces or #", id)
+		}
+		return id
+	}
+	a, b := first(), first()
+	if a == b {
+		t.Fatalf("first client id %q before and after the restart", a)
+	}
+	t.Logf("first client ids: %s, then %s", a, b)
+}

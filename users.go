@@ -76,8 +76,9 @@ func (s *Server) UserClients(ctx context.Context, userID string) ([]UserClient, 
 	return out, nil
 }
 
-// compareIDs orders ids as numbers when they are decimal (shorter first),
-// as strings otherwise.
+// compareIDs orders ids shorter first, then as strings: as numbers when
+// they are decimal, and so the "<epoch>-<n>" ids of the brokers by n
+// within an epoch.
 func compareIDs(a, b string) int {
 	if c := cmp.Compare(len(a), len(b)); c != 0 {
 		return c

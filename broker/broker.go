@@ -67,6 +67,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 )
 
@@ -208,7 +210,9 @@ type Broker interface {
 	// messages) and removes its inbox.
 	UnregisterServer(ctx context.Context, serverID string) error
 
-	// NewClientID allocates a cluster-unique client id.
+	// NewClientID allocates a cluster-unique client id: an opaque string
+	// without spaces or '#' that is never issued again, not even after
+	// the broker (or its store) restarts without its data.
 	NewClientID(ctx context.Context) (string, error)
 
 	// Connect records c (ID, Server and Session set) in the directory.
@@ -327,4 +331,18 @@ type Broker interface {
 	// Close stops every goroutine the broker started and releases its
 	// resources. Calls after Close return ErrClosed. Close is idempotent.
 	Close() error
+}
+
+// epochEncoding writes epochs in lower-case base32 (digits and a-v).
+var epochEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// NewEpoch returns 8 random characters (40 bits; digits and lower-case
+// letters) for brokers to put in front of the client ids they count, so
+// that ids counted again from 1 (a process restarted, a Redis that lost
+// its data) never name a client of before. Client ids are opaque strings
+// without spaces or '#' (the Redis broker's entries rely on that).
+func NewEpoch() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return epochEncoding.EncodeToString(b[:])
 }

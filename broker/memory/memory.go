@@ -5,8 +5,10 @@
 // which is how multi-node setups are tested without Redis. Everything is
 // keyed by server id, exactly as with a networked broker.
 //
-// Server and client ids are decimal counters ("1", "2", ...), one sequence
-// for servers and one for clients.
+// Server ids are a decimal counter ("1", "2", ...). Client ids are a
+// counter too, after an epoch drawn when the Broker is created
+// ("k8zt0wq3-1", "k8zt0wq3-2", ...; see broker.NewEpoch), so that a
+// process that restarts never gives a client the id of one from before.
 //
 // Handlers are called synchronously from the goroutine that calls Send,
 // SendUser or Publish (or UnregisterServer, for the leave messages of its
@@ -100,6 +102,7 @@ type Broker struct {
 	closed     bool
 	nextServer uint64
 	nextClient uint64
+	epoch      string // before the client ids (broker.NewEpoch)
 	servers    map[string]*server
 	clients    map[string]*client
 	rooms      map[string]*room
@@ -225,6 +228,7 @@ func (mb *mailbox) ack(seq uint64) {
 // New returns an empty Broker with the limits of cfg and starts its sweeper.
 func New(cfg Config) *Broker {
 	b := &Broker{
+		epoch:   broker.NewEpoch(),
 		cfg:     cfg.withDefaults(),
 		servers: make(map[string]*server),
 		clients: make(map[string]*client),
@@ -396,7 +400,7 @@ func (b *Broker) NewClientID(ctx context.Context) (string, error) {
 	}
 	defer b.mu.Unlock()
 	b.nextClient++
-	return strconv.FormatUint(b.nextClient, 10), nil
+	return b.epoch + "-" + strconv.FormatUint(b.nextClient, 10), nil
 }
 
 // Connect records c on server c.Server, which must be registered. A record

@@ -143,7 +143,8 @@
 // With P the Config.Prefix ("rocket:" by default), a Broker uses:
 //
 //	P server_ids               string  INCR counter of server ids (decimal)
-//	P client_ids               string  INCR counter of client ids (decimal)
+//	P client_seq               hash    epoch (8 random characters) and n (HINCRBY counter) of
+//	                                   the client ids, "<epoch>-<n>"
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
 //	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries,
@@ -178,12 +179,16 @@
 //
 // # Ids and persistence
 //
-// Server and client ids come from the two counters. Production Redis should
-// run with appendonly yes: a Redis that restarts without its data would
-// start the counters again from zero. As a safety net the id scripts take
-// the highest id the Broker has issued or seen and never return one at or
-// below it, and servers reclaiming their clients after such a restart raise
-// the counters above the ids they hold.
+// Server ids come from the server_ids counter; client ids are
+// "<epoch>-<n>", from the client_seq hash: n counts, and the epoch is 8
+// random characters drawn when the hash is created. Production Redis should
+// run with appendonly yes, but a Redis that restarts without its data (or
+// evicts the hash) never makes Rocket reuse a client id, which an
+// application may have stored (to whisper to, say): the next id starts a
+// new epoch. For server ids, as a safety net the id script takes the
+// highest server id the Broker has issued or seen and never returns one at
+// or below it, and the heartbeat of a server that finds itself missing
+// raises the counter above its id.
 //
 // Redis Cluster is not supported: the scripts touch the keys of many
 // clients and servers at once. The URL may name a TLS server (rediss://),

@@ -184,8 +184,8 @@ type Broker struct {
 	closeOnce sync.Once
 	closed    atomic.Bool // set under mu
 
-	// Highest ids issued or seen, the floors of the id counters.
-	serverFloor, clientFloor atomic.Uint64
+	// Highest server id issued or seen, the floor of the server id counter.
+	serverFloor atomic.Uint64
 
 	mu      sync.Mutex
 	servers map[string]*server // registered on this Broker
@@ -640,18 +640,18 @@ func (b *Broker) wake(ctx context.Context, serverIDs ...string) {
 	b.rdb.DoMulti(ctx, cmds...)
 }
 
-// NewClientID allocates a client id: INCR of the client_ids counter, never
-// at or below an id this Broker issued or saw.
+// NewClientID allocates a client id, "<epoch>-<n>": the epoch of the
+// cluster's client_seq hash and its counter n, incremented (a new random
+// epoch when the hash is missing: Redis lost its data).
 func (b *Broker) NewClientID(ctx context.Context) (string, error) {
 	const op = "new client id"
 	if err := b.enter(ctx, op); err != nil {
 		return "", err
 	}
-	id, err := b.run(ctx, b.lua.nextClientID, b.cfg.Prefix, strconv.FormatUint(b.clientFloor.Load(), 10)).ToString()
+	id, err := b.run(ctx, b.lua.nextClientID, b.cfg.Prefix, broker.NewEpoch()).ToString()
 	if err != nil {
 		return "", b.fail(op, err)
 	}
-	raise(&b.clientFloor, id)
 	return id, nil
 }
 
@@ -674,7 +674,6 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash, c.User, flag(c.Acked)).Error(); err != nil {
 		return b.fail(op, err)
 	}
-	raise(&b.clientFloor, c.ID)
 	b.hold(s, c.ID, held{hash: hash, user: c.User, acked: c.Acked})
 	return nil
 }
@@ -728,7 +727,6 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 	case 1:
 		return broker.Resumed{}, fmt.Errorf("redis: %s: %w", op, broker.ErrBadSession)
 	}
-	raise(&b.clientFloor, clientID)
 	var user, acked, last string
 	var msgs []string
 	for i, dst := range []*string{&user, &acked, &last} {

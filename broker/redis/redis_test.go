@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -493,13 +494,15 @@ func TestReclaim(t *testing.T) {
 	}
 }
 
-// TestIDFloors: after Redis lost its data, ids keep increasing.
-func TestIDFloors(t *testing.T) {
+// TestIDsAfterDataLoss: after Redis lost its data, server ids keep
+// increasing and no client id issued before is issued again: client ids
+// start a new epoch.
+func TestIDsAfterDataLoss(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := uniquePrefix()
 	a := newBroker(t, srv, Config{Prefix: prefix, HeartbeatInterval: 50 * time.Millisecond})
 	ctx := t.Context()
-	var maxServer, maxClient uint64
+	var maxServer uint64
 	for range 3 {
 		s, err := a.RegisterServer(ctx, new(brokertest.Recorder))
 		if err != nil {
@@ -507,28 +510,39 @@ func TestIDFloors(t *testing.T) {
 		}
 		maxServer = max(maxServer, atoi(t, s))
 	}
-	for range 5 {
-		c, err := a.NewClientID(ctx)
-		if err != nil {
-			t.Fatal(err)
+	issued := map[string]bool{}
+	newIDs := func(b *Broker, n int) []string {
+		t.Helper()
+		var ids []string
+		for range n {
+			c, err := b.NewClientID(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !clientIDFormat.MatchString(c) {
+				t.Fatalf("client id %q: want <8 base32 characters>-<decimal>", c)
+			}
+			if issued[c] {
+				t.Fatalf("client id %q issued twice", c)
+			}
+			issued[c] = true
+			ids = append(ids, c)
 		}
-		maxClient = max(maxClient, atoi(t, c))
+		return ids
 	}
-	// A client id seen (not issued) counts too.
+	before := newIDs(a, 5)
 	s, _ := a.RegisterServer(ctx, new(brokertest.Recorder))
-	if err := a.Connect(ctx, broker.Client{ID: "500", Server: s}); err != nil {
+	held := before[4]
+	if err := a.Connect(ctx, broker.Client{ID: held, Server: s}); err != nil {
 		t.Fatal(err)
 	}
 	maxServer = max(maxServer, atoi(t, s))
-	maxClient = 500
 
 	rawDo(t, a, "FLUSHALL")
-	c, err := a.NewClientID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if atoi(t, c) <= maxClient {
-		t.Fatalf("client id %s after FLUSHALL, want above %d", c, maxClient)
+	after := newIDs(a, 5)
+	epoch := func(id string) string { e, _, _ := strings.Cut(id, "-"); return e }
+	if epoch(after[0]) == epoch(before[0]) {
+		t.Fatalf("client ids %v after FLUSHALL, %v before: want a new epoch", after, before)
 	}
 	s2, err := a.RegisterServer(ctx, new(brokertest.Recorder))
 	if err != nil {
@@ -540,19 +554,18 @@ func TestIDFloors(t *testing.T) {
 	// The client held is recorded again by the next heartbeat, which
 	// finds its server gone.
 	waitFor(t, 5*time.Second, "client reclaimed", func() bool {
-		rec, err := a.Lookup(ctx, "500")
+		rec, err := a.Lookup(ctx, held)
 		return err == nil && rec.Server == s
 	})
-	// Another node, which has seen nothing, continues from the counters.
+	// Another node, which has seen nothing, continues the epoch.
 	b := newBroker(t, srv, Config{Prefix: prefix})
-	c2, err := b.NewClientID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if atoi(t, c2) <= atoi(t, c) {
-		t.Fatalf("client id %s on another node, want above %s", c2, c)
+	if c := newIDs(b, 1)[0]; epoch(c) != epoch(after[0]) {
+		t.Fatalf("client id %s on another node, want the epoch of %s", c, after[0])
 	}
 }
+
+// clientIDFormat is the documented shape of client ids.
+var clientIDFormat = regexp.MustCompile(`^[0-9a-v]{8}-[1-9][0-9]*$`)
 
 func atoi(t *testing.T, s string) uint64 {
 	t.Helper()

@@ -206,16 +206,19 @@ local function take_client(id, old, sid)
 end
 `
 
-// luaNextClientID: ARGV prefix, floor. Returns a client id above floor.
+// luaNextClientID: ARGV prefix, a fresh epoch. Returns a client id,
+// "<epoch>-<n>": the epoch and the counter n live in one hash, so that
+// they are lost together (a Redis restarted without its data, an evicted
+// key) and the next id then starts a new epoch, the one given.
 const luaNextClientID = `
-local key = P .. 'client_ids'
-local v = redis.call('INCR', key)
-local floor = tonumber(ARGV[2])
-if v <= floor then
-  v = floor + 1
-  redis.call('SET', key, int(v))
+local key = P .. 'client_seq'
+local e = redis.call('HGET', key, 'epoch')
+if not e then
+  e = ARGV[2]
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'epoch', e)
 end
-return int(v)
+return e .. '-' .. int(redis.call('HINCRBY', key, 'n', 1))
 `
 
 // luaRegister: ARGV prefix, floor. Allocates a server id above floor and
@@ -467,7 +470,6 @@ return {1, away, moved, gone}
 // back from away, 3 still the server's.
 const luaReclaim = `
 local id, sid, hash, uid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-raise_counter('client_ids', id)
 local ck = client_key(id)
 local srv, _, acked = state(id, now_ms())
 if not srv then
@@ -535,7 +537,7 @@ func newScripts() (*scripts, []string) {
 		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
 		deadServers:  mk(luaDeadServers, luaNow, luaInt),
 		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence),
-		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaRaiseCounter, luaExpire, luaState, luaTakeClient),
+		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient),
 	}
 	// Presence (presence.go).
 	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
