@@ -630,3 +630,61 @@ func TestSweeperExpires(t *testing.T) {
 		t.Fatalf("away set holds %d clients", n)
 	}
 }
+
+// TestMailBytesTracked: the byte total of a mailbox (mail_bytes in the
+// client's hash) follows what the scripts add and drop, including the
+// messages the cleanup of an unregistered server moves from its inbox to
+// the mailbox, which are bounded in bytes like the others.
+func TestMailBytesTracked(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBroker(t, srv, Config{MailboxBytes: 10})
+	ctx := t.Context()
+	sa, _ := b.RegisterServer(ctx, new(brokertest.Recorder))
+	sb, _ := b.RegisterServer(ctx, new(brokertest.Recorder))
+	c := "c1"
+	if err := b.Connect(ctx, broker.Client{ID: c, Server: sa, Session: c}); err != nil {
+		t.Fatal(err)
+	}
+	mailBytes := func() string {
+		t.Helper()
+		v, err := b.rdb.Do(ctx, b.rdb.B().Hget().Key(b.cfg.Prefix+"client:"+c).Field("mail_bytes").Build()).ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			t.Fatal(err)
+		}
+		return v
+	}
+	s := b.local(sa)
+	close(s.stop)
+	b.wake(ctx, sa)
+	<-s.done
+	s.stop = make(chan struct{}) // UnregisterServer closes it again
+	for _, e := range []string{"old0", "old1", "old2"} {
+		rawDo(t, b, "RPUSH", b.cfg.Prefix+"inbox:"+sa, c+" "+e)
+	}
+	if err := b.UnregisterServer(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailBytes(); got != "8" {
+		t.Fatalf("mail_bytes after the cleanup = %q, want 8 (old1, old2)", got)
+	}
+	if err := b.Send(ctx, c, []byte("new0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailBytes(); got != "8" {
+		t.Fatalf("mail_bytes after a send = %q, want 8 (old2, new0)", got)
+	}
+	r, err := b.Resume(ctx, c, c, sb, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mailData(r); len(got) != 2 || string(got[0]) != "old2" || string(got[1]) != "new0" {
+		t.Fatalf("mail = %q, want old2, new0", got)
+	}
+	if got := mailBytes(); got != "" {
+		t.Fatalf("mail_bytes after Resume = %q, want none", got)
+	}
+	if st, _ := b.Stats(ctx); st.MailDropped != 2 {
+		t.Fatalf("MailDropped = %d, want 2", st.MailDropped)
+	}
+}
+
