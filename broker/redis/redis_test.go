@@ -687,4 +687,3 @@ func TestMailBytesTracked(t *testing.T) {
 		t.Fatalf("MailDropped = %d, want 2", st.MailDropped)
 	}
 }
-
