@@ -17,7 +17,7 @@ import (
 type Config struct {
 	// Broker connects this server to the others of its cluster. Nil means
 	// an in-memory broker private to this server (one node, no external
-	// service), created with MailboxSize and MailboxTTL and closed by
+	// service), created with MailboxSize, MailboxBytes and MailboxTTL and closed by
 	// Shutdown. A broker given here is not closed by Shutdown.
 	Broker broker.Broker
 
@@ -77,6 +77,12 @@ type Config struct {
 	// and 2 minutes.
 	MailboxSize int
 	MailboxTTL  time.Duration
+	// MailboxBytes bounds the bytes kept in one client's mailbox (the sum
+	// of its messages), the oldest dropped first, in the default in-memory
+	// broker (give a Broker the same bound). Send and SendUser refuse a
+	// message larger than MailboxBytes with a too_large *Error, wherever
+	// its client is. Zero means 1 MiB (broker.DefaultMailboxBytes).
+	MailboxBytes int
 
 	// MaxInputBytes bounds the bytes read from one connection and not yet
 	// handled (frames waiting for their commands to run, and a partial
@@ -122,6 +128,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.PongTimeout, 10*time.Second)
 	setDefault(&cfg.MailboxSize, 128)
 	setDefault(&cfg.MailboxTTL, 2*time.Minute)
+	setDefault(&cfg.MailboxBytes, broker.DefaultMailboxBytes)
 
 	var errs []error
 	positive := func(name string, v int64) {
@@ -145,6 +152,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if _, err := parsePrefixes(cfg.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("TrustedProxies: %w", err))
 	}
+	positive("MailboxBytes", int64(cfg.MailboxBytes))
 	for _, p := range cfg.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("AllowedOrigins: bad pattern %q: %w", p, err))

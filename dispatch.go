@@ -1,7 +1,6 @@
 package rocket
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -107,7 +106,7 @@ func (cl *Client) reply(cmd *protocol.Command, result any, err error) string {
 		if cmd.Ref == nil {
 			return "ok"
 		}
-		b, merr := json.Marshal(result)
+		b, merr := marshal(result)
 		if merr == nil {
 			buf := s.frameBuf()
 			frame := protocol.AppendResult(*buf, cmd.Ref, cmd.Name, b)

@@ -59,3 +59,18 @@ var (
 	// it reach clients as internal_error.
 	ErrUnavailable = errors.New("rocket: cluster unavailable")
 )
+
+// tooLarge returns the error of a directed message of n bytes refused
+// because it is larger than the mailbox bound (bound, or the broker's when
+// negative; cause is the broker's error, if any): it wraps a too_large
+// *Error, which an action may return to its client as it is.
+func tooLarge(op string, n, bound int, cause error) error {
+	e := &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message of %d bytes is over the mailbox limit", n)}
+	if bound >= 0 {
+		e.Message = fmt.Sprintf("message of %d bytes is over the mailbox limit of %d bytes", n, bound)
+	}
+	if cause != nil {
+		return fmt.Errorf("rocket: %s: %w: %w", op, e, cause)
+	}
+	return fmt.Errorf("rocket: %s: %w", op, e)
+}

@@ -57,7 +57,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "rocket_action_panics_total", Help: "Panics recovered in actions.",
 		}),
 		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rocket_broker_errors_total", Help: "Broker calls that failed, by operation (unknown clients and bad sessions are not errors).",
+			Name: "rocket_broker_errors_total", Help: "Broker calls that failed, by operation (unknown clients, bad sessions and messages over the mailbox bound are not errors).",
 		}, []string{"op"}),
 		brokerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rocket_broker_duration_seconds",
@@ -71,8 +71,9 @@ func newMetrics(s *Server) *metrics {
 			Name: "rocket_input_paused_seconds_total", Help: "Time connections spent not read because their unhandled input was over MaxInputBytes (counted when reading resumes).",
 		}),
 		mailbox: &mailboxCollector{s: s,
-			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from full mailboxes of away clients (broker-wide).", nil, nil),
+			dropped: prometheus.NewDesc("rocket_mailbox_dropped_total", "Messages dropped from mailboxes over their bound in count or bytes, oldest first (broker-wide).", nil, nil),
 			expired: prometheus.NewDesc("rocket_mailbox_expired_total", "Messages dropped with away clients whose session expired (broker-wide).", nil, nil),
+			oom:     prometheus.NewDesc("rocket_broker_oom_errors_total", "Calls of this node's broker that its store (Redis at maxmemory) refused for want of memory, its own goroutines' (heartbeats...) included.", nil, nil),
 		},
 	}
 	return m
@@ -91,13 +92,14 @@ func (m *metrics) register(r prometheus.Registerer) error {
 
 // mailboxCollector reads the broker's mailbox counters at scrape time.
 type mailboxCollector struct {
-	s                *Server
-	dropped, expired *prometheus.Desc
+	s                     *Server
+	dropped, expired, oom *prometheus.Desc
 }
 
 func (c *mailboxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dropped
 	ch <- c.expired
+	ch <- c.oom
 }
 
 func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -110,6 +112,7 @@ func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.MailDropped))
 	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(st.MailExpired))
+	ch <- prometheus.MustNewConstMetric(c.oom, prometheus.CounterValue, float64(st.OutOfMemory))
 }
 
 // instrumented wraps a broker to count its failures and time its calls.
@@ -120,9 +123,23 @@ type instrumented struct {
 
 func (b instrumented) observe(op string, start time.Time, err error) {
 	b.m.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) {
+	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) && !errors.Is(err, broker.ErrTooLarge) {
 		b.m.brokerErrors.WithLabelValues(op).Inc()
 	}
+}
+
+// Ready asks the broker whether new clients can connect (broker.Checker),
+// or makes one Stats round trip for brokers that cannot tell.
+func (b instrumented) Ready(ctx context.Context) error {
+	start := time.Now()
+	var err error
+	if c, ok := b.Broker.(broker.Checker); ok {
+		err = c.Ready(ctx)
+	} else {
+		_, err = b.Broker.Stats(ctx)
+	}
+	b.observe("ready", start, err)
+	return err
 }
 
 func (b instrumented) Send(ctx context.Context, clientID string, data []byte) error {

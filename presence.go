@@ -154,7 +154,7 @@ func (cl *Client) JoinWithPresence(ctx context.Context, room string, p Presence)
 			return err
 		}
 	}
-	data, err := json.Marshal(memberData{User: cl.userID, Info: info})
+	data, err := marshal(memberData{User: cl.userID, Info: info})
 	if err != nil {
 		return fmt.Errorf("rocket: encode presence of client %s: %w", cl.id, err)
 	}
@@ -336,7 +336,7 @@ func encodeInfo(info any) (json.RawMessage, error) {
 		b = slices.Clone(raw)
 	} else {
 		var err error
-		if b, err = json.Marshal(info); err != nil {
+		if b, err = marshal(info); err != nil {
 			return nil, fmt.Errorf("rocket: encode presence info: %w", err)
 		}
 	}

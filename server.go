@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 		caps:     newConnLimits(cfg),
 	}
 	if s.broker == nil {
-		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 		s.ownBroker = true
 	}
 	s.metrics = newMetrics(s)
@@ -201,13 +201,17 @@ func (s *Server) Start(ctx context.Context) error {
 // ID returns the server's cluster-unique id, given by the broker at Start.
 func (s *Server) ID() string { return s.id }
 
-// Ready reports whether the server accepts connections and reaches its
-// broker (one round trip); the error says what is wrong.
+// Ready reports whether the server accepts connections and its broker can
+// record new clients (one round trip: the broker's Ready if it implements
+// broker.Checker, Stats otherwise); the error says what is wrong, for
+// example that Redis is out of memory (it then wraps
+// broker.ErrOutOfMemory). It fails only while new connections would fail:
+// clients already connected may still be served.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.state.Load() != stateRunning {
 		return ErrServerClosed
 	}
-	if _, err := s.broker.Stats(ctx); err != nil {
+	if err := s.broker.(broker.Checker).Ready(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -461,7 +465,9 @@ func (s *Server) ClientCount() int {
 // kept in its mailbox until it resumes. If the client acknowledges its
 // messages (Client.Acks), the message is numbered and kept until the
 // client acknowledges it, so that not even the death of the client's
-// server loses it. Send returns ErrUnknownClient if no such client exists.
+// server loses it. Send returns ErrUnknownClient if no such client exists,
+// and an error wrapping a too_large *Error (an action may return it as it
+// is) if the message is larger than Config.MailboxBytes.
 func (s *Server) Send(ctx context.Context, clientID string, msg any) error {
 	data, err := encode(msg)
 	if err != nil {
@@ -474,6 +480,9 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	if st := s.state.Load(); st == stateNew || st == stateStopped {
 		return ErrServerClosed
 	}
+	if len(data) > s.cfg.MailboxBytes {
+		return tooLarge("send to "+clientID, len(data), s.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
 	// A local client is written to directly, unless it acknowledges (the
 	// broker keeps its messages until then) or is being set up.
 	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(clientID, data) {
@@ -482,6 +491,9 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	if err := s.broker.Send(ctx, clientID, data); err != nil {
 		if errors.Is(err, broker.ErrUnknownClient) {
 			return fmt.Errorf("send to %s: %w", clientID, ErrUnknownClient)
+		}
+		if errors.Is(err, broker.ErrTooLarge) {
+			return tooLarge("send to "+clientID, len(data), -1, err)
 		}
 		return fmt.Errorf("rocket: send to %s: %w: %w", clientID, ErrUnavailable, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/rocket-go/rocket/broker"
 )
 
 // CloseUserDisconnected is the WebSocket close code of the connections
@@ -74,8 +76,9 @@ func (s *Server) UserClients(ctx context.Context, userID string) ([]UserClient, 
 	return out, nil
 }
 
-// compareIDs orders ids as numbers when they are decimal (shorter first),
-// as strings otherwise.
+// compareIDs orders ids shorter first, then as strings: as numbers when
+// they are decimal, and so the "<epoch>-<n>" ids of the brokers by n
+// within an epoch.
 func compareIDs(a, b string) int {
 	if c := cmp.Compare(len(a), len(b)); c != 0 {
 		return c
@@ -106,10 +109,16 @@ func (s *Server) SendUser(ctx context.Context, userID string, msg any) (int, err
 	if err != nil {
 		return 0, err
 	}
+	if len(data) > s.cfg.MailboxBytes {
+		return 0, tooLarge(fmt.Sprintf("send to user %q", userID), len(data), s.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
 	// The broker delivers to the clients of other servers and to
 	// mailboxes; this server writes to its own clients, as Send does, so
 	// that the order with Send holds.
 	cs, err := s.broker.SendUser(ctx, s.id, userID, data)
+	if errors.Is(err, broker.ErrTooLarge) {
+		return 0, tooLarge(fmt.Sprintf("send to user %q", userID), len(data), -1, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("rocket: send to user %q: %w: %w", userID, ErrUnavailable, err)
 	}

@@ -16,7 +16,7 @@
 // A client is recorded in the directory with Connect when its WebSocket opens
 // and becomes away with Disconnect when it closes. An away client keeps its
 // session for the mailbox TTL: messages sent to it meanwhile are appended to
-// its mailbox (bounded in length and age) and handed over, in order, by Resume
+// its mailbox (bounded in length, bytes and age) and handed over, in order, by Resume
 // when it comes back on any server. A client that stays away longer than the
 // TTL is forgotten and its mail dropped and counted.
 //
@@ -67,6 +67,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 )
 
@@ -83,7 +85,27 @@ var (
 	ErrUnknownServer = errors.New("broker: unknown server")
 	// ErrClosed means the broker has been closed.
 	ErrClosed = errors.New("broker: closed")
+	// ErrTooLarge means a message given to Send or SendUser is larger
+	// than the bound on the bytes of a mailbox: it could never be kept,
+	// so it is refused whatever the client's state.
+	ErrTooLarge = errors.New("broker: message larger than the mailbox bound")
+	// ErrOutOfMemory means the broker's store refused a write because it
+	// is out of memory (Redis at maxmemory): nothing new can be recorded
+	// until memory frees, while what is recorded can still be read.
+	ErrOutOfMemory = errors.New("broker: store out of memory")
 )
+
+// Checker is implemented by brokers that can tell whether a server using
+// them can accept new clients now (Rocket's Server.Ready calls it, and
+// falls back to a Stats round trip for brokers without it). Ready returns
+// nil or why not, wrapping ErrOutOfMemory when that is the reason.
+type Checker interface {
+	Ready(ctx context.Context) error
+}
+
+// DefaultMailboxBytes is the default bound on the bytes of the messages
+// kept in one client's mailbox (the sum of their data), for every broker.
+const DefaultMailboxBytes = 1 << 20
 
 // Handler receives what a broker delivers to one registered server.
 //
@@ -148,11 +170,16 @@ type Resumed struct {
 // Stats are counters a broker keeps since it was created.
 type Stats struct {
 	// MailDropped counts messages dropped from mailboxes because they
-	// overflowed the length bound.
+	// overflowed the length bound or the bytes bound.
 	MailDropped uint64
 	// MailExpired counts messages dropped from mailboxes because they (or
 	// their client's session) outlived the TTL.
 	MailExpired uint64
+	// OutOfMemory counts the calls of this broker (methods and its own
+	// goroutines: heartbeats, reaper...) that its store refused for want
+	// of memory; unlike the mailbox counters it is this broker's own, not
+	// shared by the cluster.
+	OutOfMemory uint64
 }
 
 // Broker is what Rocket servers need from the engine that connects them.
@@ -183,7 +210,9 @@ type Broker interface {
 	// messages) and removes its inbox.
 	UnregisterServer(ctx context.Context, serverID string) error
 
-	// NewClientID allocates a cluster-unique client id.
+	// NewClientID allocates a cluster-unique client id: an opaque string
+	// without spaces or '#' that is never issued again, not even after
+	// the broker (or its store) restarts without its data.
 	NewClientID(ctx context.Context) (string, error)
 
 	// Connect records c (ID, Server and Session set) in the directory.
@@ -227,8 +256,9 @@ type Broker interface {
 	// Send delivers data to a client: to the Handler of the server holding
 	// it, or to its mailbox when it is away (and to its mailbox as well
 	// when it acknowledges). It returns ErrUnknownClient when the client
-	// is unknown. A nil error means the message was accepted: delivered to
-	// the server or kept in the mailbox.
+	// is unknown, and ErrTooLarge, for any client, when data is larger
+	// than the mailbox bytes bound. A nil error means the message was
+	// accepted: delivered to the server or kept in the mailbox.
 	Send(ctx context.Context, clientID string, data []byte) error
 
 	// Subscribe makes the server receive messages published to room.
@@ -282,7 +312,8 @@ type Broker interface {
 	// Handler wherever they are). It
 	// returns every client of the user, those on from included, with the
 	// Server that holds it (empty: the message went to its mailbox). A
-	// user without clients gives an empty slice and a nil error.
+	// user without clients gives an empty slice and a nil error. Data
+	// larger than the mailbox bytes bound is refused with ErrTooLarge.
 	SendUser(ctx context.Context, from, userID string, data []byte) ([]Client, error)
 
 	// ForgetUser forgets every client of userID at once, as Forget does
@@ -300,4 +331,18 @@ type Broker interface {
 	// Close stops every goroutine the broker started and releases its
 	// resources. Calls after Close return ErrClosed. Close is idempotent.
 	Close() error
+}
+
+// epochEncoding writes epochs in lower-case base32 (digits and a-v).
+var epochEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// NewEpoch returns 8 random characters (40 bits; digits and lower-case
+// letters) for brokers to put in front of the client ids they count, so
+// that ids counted again from 1 (a process restarted, a Redis that lost
+// its data) never name a client of before. Client ids are opaque strings
+// without spaces or '#' (the Redis broker's entries rely on that).
+func NewEpoch() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return epochEncoding.EncodeToString(b[:])
 }

@@ -5,7 +5,8 @@
 //
 //	func TestConformance(t *testing.T) {
 //		brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-//			return memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+//			return memory.New(memory.Config{MailboxSize: cfg.MailboxSize,
+//				MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 //		})
 //	}
 //
@@ -31,6 +32,9 @@ import (
 type Config struct {
 	// MailboxSize is the number of messages kept per away client.
 	MailboxSize int
+	// MailboxBytes bounds the bytes of the messages kept per client; zero
+	// means the broker's default (broker.DefaultMailboxBytes).
+	MailboxBytes int
 	// MailboxTTL is how long an away client's session and mail are kept.
 	MailboxTTL time.Duration
 }
@@ -69,6 +73,9 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"MailCopied", testMailCopied},
 		{"MailboxOverflow", testMailboxOverflow},
 		{"MailboxTTL", testMailboxTTL},
+		{"MailboxBytes", testMailboxBytes},
+		{"MailboxTooLarge", testMailboxTooLarge},
+		{"AckedBytes", testAckedBytes},
 		{"Forget", testForget},
 		{"RoomPublish", testRoomPublish},
 		{"RoomPublishSkipsOrigin", testRoomPublishSkipsOrigin},

@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/broker/memory"
@@ -12,7 +13,9 @@ import (
 type printer struct{ name string }
 
 func (p printer) Deliver(clientID string, _ uint64, data []byte) {
-	fmt.Printf("%s: to client %s: %s\n", p.name, clientID, data)
+	// Client ids are "<epoch>-<n>", the epoch random per Broker.
+	_, n, _ := strings.Cut(clientID, "-")
+	fmt.Printf("%s: to client number %s: %s\n", p.name, n, data)
 }
 
 func (p printer) DeliverRoom(room string, data []byte) {
@@ -41,6 +44,6 @@ func Example() {
 	}
 
 	// Output:
-	// server A: to client 1: hello
+	// server A: to client number 1: hello
 	// mail on resume: "you were away"
 }

@@ -5,8 +5,10 @@
 // which is how multi-node setups are tested without Redis. Everything is
 // keyed by server id, exactly as with a networked broker.
 //
-// Server and client ids are decimal counters ("1", "2", ...), one sequence
-// for servers and one for clients.
+// Server ids are a decimal counter ("1", "2", ...). Client ids are a
+// counter too, after an epoch drawn when the Broker is created
+// ("k8zt0wq3-1", "k8zt0wq3-2", ...; see broker.NewEpoch), so that a
+// process that restarts never gives a client the id of one from before.
 //
 // Handlers are called synchronously from the goroutine that calls Send,
 // SendUser or Publish (or UnregisterServer, for the leave messages of its
@@ -43,6 +45,9 @@ const (
 	// DefaultMailboxSize is the number of messages kept per away client
 	// when Config.MailboxSize is zero.
 	DefaultMailboxSize = 128
+	// DefaultMailboxBytes is the bound on the bytes kept per client when
+	// Config.MailboxBytes is zero.
+	DefaultMailboxBytes = broker.DefaultMailboxBytes
 	// DefaultMailboxTTL is how long an away client is kept when
 	// Config.MailboxTTL is zero.
 	DefaultMailboxTTL = 2 * time.Minute
@@ -57,6 +62,12 @@ type Config struct {
 	// mailbox is full the oldest message is dropped. Zero (or negative)
 	// means DefaultMailboxSize.
 	MailboxSize int
+	// MailboxBytes bounds the bytes of the messages kept per client (the
+	// sum of their data): the oldest are dropped, as for MailboxSize, and
+	// Send and SendUser refuse a message larger than the bound with an
+	// error wrapping broker.ErrTooLarge. Zero (or negative) means
+	// DefaultMailboxBytes.
+	MailboxBytes int
 	// MailboxTTL is how long an away client's session and mail are kept
 	// after it went away. Zero (or negative) means DefaultMailboxTTL.
 	MailboxTTL time.Duration
@@ -69,6 +80,9 @@ type Config struct {
 func (cfg Config) withDefaults() Config {
 	if cfg.MailboxSize <= 0 {
 		cfg.MailboxSize = DefaultMailboxSize
+	}
+	if cfg.MailboxBytes <= 0 {
+		cfg.MailboxBytes = DefaultMailboxBytes
 	}
 	if cfg.MailboxTTL <= 0 {
 		cfg.MailboxTTL = DefaultMailboxTTL
@@ -88,6 +102,7 @@ type Broker struct {
 	closed     bool
 	nextServer uint64
 	nextClient uint64
+	epoch      string // before the client ids (broker.NewEpoch)
 	servers    map[string]*server
 	clients    map[string]*client
 	rooms      map[string]*room
@@ -141,29 +156,40 @@ type room struct {
 	handlers []*server
 }
 
-// mailbox is a bounded FIFO of messages. Until it is full the messages are
-// buf[:n] and head is 0; once full it is a ring starting at head.
+// mailbox is a bounded FIFO of messages: a ring of n messages from head
+// in buf, which grows (up to the length bound) when it is full. bytes is
+// the sum of the messages' data.
 type mailbox struct {
-	buf  []broker.Mail
-	head int
-	n    int
+	buf   []broker.Mail
+	head  int
+	n     int
+	bytes int
 }
 
-// push appends m, dropping the oldest message when size messages are kept
-// already. It reports whether a message was dropped.
-func (mb *mailbox) push(m broker.Mail, size int) (dropped bool) {
-	if mb.n < size {
-		if mb.head != 0 { // emptied from the front since it was full
-			mb.buf = mb.slice(nil)
-			mb.head = 0
-		}
-		mb.buf = append(mb.buf[:mb.n], m)
-		mb.n++
-		return false
+// push appends m, dropping the oldest messages while size messages are
+// kept already or the bytes would exceed maxBytes (m is always kept: Send
+// refuses a message over maxBytes). It returns how many it dropped.
+func (mb *mailbox) push(m broker.Mail, size, maxBytes int) (dropped int) {
+	for mb.n > 0 && (mb.n >= size || mb.bytes+len(m.Data) > maxBytes) {
+		mb.dropOldest()
+		dropped++
 	}
-	mb.buf[mb.head] = m
+	if mb.n == len(mb.buf) {
+		grown := mb.slice(make([]broker.Mail, 0, min(size, max(4, 2*mb.n))))
+		mb.buf, mb.head = grown[:cap(grown)], 0
+	}
+	mb.buf[(mb.head+mb.n)%len(mb.buf)] = m
+	mb.n++
+	mb.bytes += len(m.Data)
+	return dropped
+}
+
+// dropOldest removes the oldest message; the mailbox must not be empty.
+func (mb *mailbox) dropOldest() {
+	mb.bytes -= len(mb.buf[mb.head].Data)
+	mb.buf[mb.head] = broker.Mail{}
 	mb.head = (mb.head + 1) % len(mb.buf)
-	return true
+	mb.n--
 }
 
 // at returns the i-th oldest message.
@@ -192,9 +218,7 @@ func (mb *mailbox) drain() []broker.Mail {
 // ack drops the oldest messages while their Seq is at most seq.
 func (mb *mailbox) ack(seq uint64) {
 	for mb.n > 0 && mb.at(0).Seq <= seq {
-		mb.buf[mb.head] = broker.Mail{}
-		mb.head = (mb.head + 1) % len(mb.buf)
-		mb.n--
+		mb.dropOldest()
 	}
 	if mb.n == 0 {
 		*mb = mailbox{}
@@ -204,6 +228,7 @@ func (mb *mailbox) ack(seq uint64) {
 // New returns an empty Broker with the limits of cfg and starts its sweeper.
 func New(cfg Config) *Broker {
 	b := &Broker{
+		epoch:   broker.NewEpoch(),
 		cfg:     cfg.withDefaults(),
 		servers: make(map[string]*server),
 		clients: make(map[string]*client),
@@ -375,7 +400,7 @@ func (b *Broker) NewClientID(ctx context.Context) (string, error) {
 	}
 	defer b.mu.Unlock()
 	b.nextClient++
-	return strconv.FormatUint(b.nextClient, 10), nil
+	return b.epoch + "-" + strconv.FormatUint(b.nextClient, 10), nil
 }
 
 // Connect records c on server c.Server, which must be registered. A record
@@ -490,6 +515,9 @@ func (b *Broker) Lookup(ctx context.Context, clientID string) (broker.Client, er
 // is kept in its mailbox in any case, and the message may be handed over
 // by a concurrent Send to the same client (see deliverAcked).
 func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
+	if err := b.fits("send to "+clientID, data); err != nil {
+		return err
+	}
 	if err := b.enter(ctx, "send"); err != nil {
 		return err
 	}
@@ -528,9 +556,7 @@ func (b *Broker) keep(c *client, data []byte) {
 			c.outbox = append(c.outbox, m)
 		}
 	}
-	if c.mail.push(m, b.cfg.MailboxSize) {
-		b.stats.MailDropped++
-	}
+	b.stats.MailDropped += uint64(c.mail.push(m, b.cfg.MailboxSize, b.cfg.MailboxBytes))
 }
 
 // Subscribe makes the server, which must be registered, receive what is
@@ -643,5 +669,15 @@ func (b *Broker) Close() error {
 		close(b.stop)
 	})
 	<-b.done
+	return nil
+}
+
+// fits returns an error wrapping broker.ErrTooLarge when data is larger
+// than the mailbox bytes bound.
+func (b *Broker) fits(op string, data []byte) error {
+	if len(data) > b.cfg.MailboxBytes {
+		return fmt.Errorf("memory: %s: %d bytes, over the mailbox bound of %d: %w",
+			op, len(data), b.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
 	return nil
 }

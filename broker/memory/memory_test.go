@@ -3,7 +3,9 @@ package memory_test
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +23,12 @@ func TestMain(m *testing.M) {
 
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-		return memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		return memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 	})
 }
 
-// TestIDsAreCounters checks the documented id format.
+// TestIDsAreCounters checks the documented id format: server ids count
+// from 1, client ids too, after the epoch.
 func TestIDsAreCounters(t *testing.T) {
 	b := memory.New(memory.Config{})
 	defer b.Close()
@@ -36,9 +39,31 @@ func TestIDsAreCounters(t *testing.T) {
 			t.Fatalf("RegisterServer = %q, %v; want %d", s, err, i)
 		}
 		c, err := b.NewClientID(ctx)
-		if err != nil || c != strconv.Itoa(i) {
-			t.Fatalf("NewClientID = %q, %v; want %d", c, err, i)
+		if err != nil || !strings.HasSuffix(c, "-"+strconv.Itoa(i)) {
+			t.Fatalf("NewClientID = %q, %v; want <epoch>-%d", c, err, i)
 		}
+	}
+}
+
+// TestClientIDsNotReused: a Broker created anew (a process restarted)
+// never issues a client id of an earlier one; ids are 8 base32
+// characters, a dash and a decimal counter.
+func TestClientIDsNotReused(t *testing.T) {
+	seen := map[string]bool{}
+	format := regexp.MustCompile(`^[0-9a-v]{8}-[1-9][0-9]*$`)
+	for range 20 {
+		b := memory.New(memory.Config{})
+		for range 3 {
+			c, err := b.NewClientID(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !format.MatchString(c) || seen[c] {
+				t.Fatalf("NewClientID = %q (issued before: %v)", c, seen[c])
+			}
+			seen[c] = true
+		}
+		b.Close()
 	}
 }
 

@@ -96,6 +96,9 @@ type directed struct {
 // a copy of data to the mailbox of each away client of the user (and of
 // each client that acknowledges).
 func (b *Broker) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
+	if err := b.fits("send to user "+userID, data); err != nil {
+		return nil, err
+	}
 	if err := b.enter(ctx, "send to user"); err != nil {
 		return nil, err
 	}

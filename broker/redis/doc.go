@@ -107,8 +107,13 @@
 // published meanwhile are not delivered).
 //
 // Messages already popped from an inbox are delivered even while their
-// server unregisters or its Broker closes; a message whose pop answer is
-// lost on the network (a connection broken mid-reply) is lost. Messages
+// server unregisters or its Broker closes. The pops (LPOP with a count,
+// BLPOP bounded by Redis's own timeout) have no client-side timeout and go
+// through connections of their own without read deadlines, so that a node
+// paused for any time (SIGSTOP, a stalled VM) still reads the answer Redis
+// gave it when it continues; a dead connection is found by TCP keep-alive.
+// A message whose pop answer is lost on the network (a connection broken
+// mid-reply) is lost, for clients that do not acknowledge. Messages
 // that were in an inbox when their client moved away are delivered to the
 // old server's Handler, which sends them on (see the broker package's
 // contract for servers).
@@ -138,7 +143,8 @@
 // With P the Config.Prefix ("rocket:" by default), a Broker uses:
 //
 //	P server_ids               string  INCR counter of server ids (decimal)
-//	P client_ids               string  INCR counter of client ids (decimal)
+//	P client_seq               hash    epoch (8 random characters) and n (HINCRBY counter) of
+//	                                   the client ids, "<epoch>-<n>"
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
 //	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries,
@@ -149,10 +155,12 @@
 //	                                   secret: the secret itself is never stored), user (the
 //	                                   user id, only if not empty), away_until
 //	                                   (unix ms, only while away), acked and seq (clients that
-//	                                   acknowledge); while away the key expires at away_until
+//	                                   acknowledge), mail_bytes (the bytes of the messages in
+//	                                   the mailbox); while away the key expires at away_until
 //	                                   plus a minute, as a safety net
 //	P mail:<id>                list    mailbox of an away client, oldest first, at most
-//	                                   MailboxSize messages; expires with the client key. For a
+//	                                   MailboxSize messages and MailboxBytes bytes of data (the
+//	                                   oldest dropped first); expires with the client key. For a
 //	                                   client that acknowledges, its unacknowledged messages,
 //	                                   connected or not, as "<seq> <data>"
 //	P away                     zset    away client id -> away_until
@@ -171,12 +179,16 @@
 //
 // # Ids and persistence
 //
-// Server and client ids come from the two counters. Production Redis should
-// run with appendonly yes: a Redis that restarts without its data would
-// start the counters again from zero. As a safety net the id scripts take
-// the highest id the Broker has issued or seen and never return one at or
-// below it, and servers reclaiming their clients after such a restart raise
-// the counters above the ids they hold.
+// Server ids come from the server_ids counter; client ids are
+// "<epoch>-<n>", from the client_seq hash: n counts, and the epoch is 8
+// random characters drawn when the hash is created. Production Redis should
+// run with appendonly yes, but a Redis that restarts without its data (or
+// evicts the hash) never makes Rocket reuse a client id, which an
+// application may have stored (to whisper to, say): the next id starts a
+// new epoch. For server ids, as a safety net the id script takes the
+// highest server id the Broker has issued or seen and never returns one at
+// or below it, and the heartbeat of a server that finds itself missing
+// raises the counter above its id.
 //
 // Redis Cluster is not supported: the scripts touch the keys of many
 // clients and servers at once. The URL may name a TLS server (rediss://),

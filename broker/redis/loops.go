@@ -58,7 +58,11 @@ func jitter(d time.Duration) time.Duration {
 // retry. Failures soon after a recovery (pooled connections that the outage
 // broke fail once more when first used) continue the outage already
 // reported: they are logged at debug level only.
+//
+// An OOM error (Redis at maxmemory) is counted in Stats.OutOfMemory and
+// logged as such: "Redis is out of memory".
 type outage struct {
+	b         *Broker
 	log       *slog.Logger
 	what      string
 	attrs     []any
@@ -74,6 +78,7 @@ const outageSettle = 5 * time.Second
 
 func (o *outage) fail(err error) {
 	o.failures++
+	oom := o.b != nil && o.b.noteOOM(err)
 	if o.down {
 		return
 	}
@@ -84,6 +89,10 @@ func (o *outage) fail(err error) {
 		return
 	}
 	o.since = time.Now()
+	if oom {
+		o.log.Error("redis broker: Redis is out of memory (maxmemory reached): "+o.what+" failed; retrying with backoff", append(o.attrs, "err", err)...)
+		return
+	}
 	o.log.Warn("redis broker: "+o.what+" failed; retrying with backoff", append(o.attrs, "err", err)...)
 }
 
@@ -115,7 +124,7 @@ func (o *outage) ok() {
 func (b *Broker) consume(s *server) {
 	inbox, wake := b.inboxPrefix+s.id, b.wakePrefix+s.id
 	var bo backoff
-	out := outage{log: b.log, what: "inbox consumer", attrs: []any{"server", s.id}}
+	out := outage{b: b, log: b.log, what: "inbox consumer", attrs: []any{"server", s.id}}
 	for {
 		select {
 		case <-s.stop:
@@ -180,16 +189,21 @@ func (b *Broker) delivered(s *server, last map[string]uint64) {
 // pop returns the next messages of inbox: up to InboxBatch of them or, if
 // there are none, the first one to come within blockTimeout. It returns no
 // message and no error on a timeout or a wake-up.
+//
+// Neither pop has a client-side timeout (they go through b.pdb, whose
+// connections have no deadline, with a context that never ends): once
+// Redis has popped entries, its answer is the only copy of them, and a
+// node paused (SIGSTOP, a stalled VM) past a timeout would otherwise give
+// up on it and lose them. The BLPOP is bounded by Redis's own timeout; a
+// dead connection is found by TCP keep-alive, and Close closes b.pdb if
+// the pops do not return.
 func (b *Broker) pop(inbox, wake string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	entries, err := b.rdb.Do(ctx, b.rdb.B().Lpop().Key(inbox).Count(int64(b.cfg.InboxBatch)).Build()).AsStrSlice()
-	cancel()
+	ctx := context.Background()
+	entries, err := b.pdb.Do(ctx, b.pdb.B().Lpop().Key(inbox).Count(int64(b.cfg.InboxBatch)).Build()).AsStrSlice()
 	if err == nil && len(entries) > 0 || err != nil && !rueidis.IsRedisNil(err) {
 		return entries, err
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), blockTimeout+opTimeout)
-	kv, err := b.rdb.Do(ctx, b.rdb.B().Blpop().Key(inbox, wake).Timeout(blockTimeout.Seconds()).Build()).AsStrSlice()
-	cancel()
+	kv, err := b.pdb.Do(ctx, b.pdb.B().Blpop().Key(inbox, wake).Timeout(blockTimeout.Seconds()).Build()).AsStrSlice()
 	switch {
 	case rueidis.IsRedisNil(err):
 		return nil, nil
@@ -209,8 +223,14 @@ func (b *Broker) pop(inbox, wake string) ([]string, error) {
 func (b *Broker) heartbeat(s *server) {
 	t := time.NewTicker(b.cfg.HeartbeatInterval)
 	defer t.Stop()
-	out := outage{log: b.log, what: "heartbeat", attrs: []any{"server", s.id}}
+	out := outage{b: b, log: b.log, what: "heartbeat", attrs: []any{"server", s.id}}
 	reclaim := false
+	failing := false // counted in b.beatFailing
+	defer func() {
+		if failing {
+			b.beatFailing.Add(-1)
+		}
+	}()
 	for {
 		select {
 		case <-s.stop:
@@ -222,6 +242,20 @@ func (b *Broker) heartbeat(s *server) {
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, opTimeout)
 		added, err := b.exec(ctx, b.lua.heartbeat, b.cfg.Prefix, s.id).AsInt64()
+		switch {
+		case err == nil:
+			b.lastBeat.Store(time.Now().UnixNano())
+			if failing {
+				// The others' heartbeats failed too, most likely (a full
+				// or unreachable Redis): give them DeadAfter to catch up.
+				b.reapHold.Store(time.Now().Add(b.cfg.DeadAfter).UnixNano())
+				b.beatFailing.Add(-1)
+				failing = false
+			}
+		case !failing && b.ctx.Err() == nil:
+			b.beatFailing.Add(1)
+			failing = true
+		}
 		if err == nil {
 			out.ok()
 			if added == 1 {
@@ -278,11 +312,21 @@ func (b *Broker) reclaim(ctx context.Context, s *server) error {
 // from one waits DeadAfter before cleaning up again, so that the servers
 // that lived through the outage refresh their heartbeats first.
 func (b *Broker) reaper() {
-	out := outage{log: b.log, what: "reaper"}
+	out := outage{b: b, log: b.log, what: "reaper"}
 	var holdUntil time.Time
+	held := false // reaping is held for this Broker's own heartbeats
 	for sleep(b.stop, jitter(b.cfg.HeartbeatInterval)) {
+		may := b.mayReap()
+		switch {
+		case !may && !held:
+			held = true
+			b.log.Warn("redis broker: not cleaning up other servers while this node's own heartbeat is failing or late")
+		case may && held:
+			held = false
+			b.log.Info("redis broker: heartbeats written again; cleaning up dead servers again")
+		}
 		ctx, cancel := context.WithTimeout(b.ctx, opTimeout)
-		err := b.reap(ctx, time.Now().After(holdUntil) && !out.down)
+		err := b.reap(ctx, may && time.Now().After(holdUntil) && !out.down)
 		cancel()
 		switch {
 		case err != nil:
@@ -294,6 +338,28 @@ func (b *Broker) reaper() {
 			out.ok()
 		}
 	}
+}
+
+// mayReap reports whether the reaper may clean up other servers: only
+// when this Broker's own heartbeats are written, so that a Redis that
+// refuses writes (at maxmemory, say) or a node paused or cut off never
+// makes a node declare the others dead for its own trouble. That is: no
+// heartbeat of its servers is failing, the last one was written less than
+// DeadAfter/2 ago, and DeadAfter has passed since heartbeats recovered
+// from a failure. A Broker without servers has no heartbeat to go by and
+// may reap.
+func (b *Broker) mayReap() bool {
+	if b.beatFailing.Load() > 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	if now < b.reapHold.Load() {
+		return false
+	}
+	b.mu.Lock()
+	n := len(b.servers)
+	b.mu.Unlock()
+	return n == 0 || now-b.lastBeat.Load() < int64(b.cfg.DeadAfter/2)
 }
 
 // reap runs one round of the reaper: it finds the dead servers and, if
@@ -308,7 +374,7 @@ func (b *Broker) reap(ctx context.Context, cleanup bool) error {
 			continue // alive: its heartbeat will catch up
 		}
 		res, err := b.exec(ctx, b.lua.cleanup, b.cfg.Prefix, id, "reap", b.deadAfterArg,
-			b.ttlArg, b.sizeArg).AsIntSlice()
+			b.ttlArg, b.sizeArg, b.bytesArg).AsIntSlice()
 		if err != nil {
 			return err
 		}
@@ -323,7 +389,7 @@ func (b *Broker) reap(ctx context.Context, cleanup bool) error {
 // sweeper forgets, every sweep interval, the away clients whose MailboxTTL
 // has passed, counting their mail as expired.
 func (b *Broker) sweeper() {
-	out := outage{log: b.log, what: "sweeper"}
+	out := outage{b: b, log: b.log, what: "sweeper"}
 	t := time.NewTicker(b.cfg.sweepInterval())
 	defer t.Stop()
 	for {
@@ -384,7 +450,7 @@ func (b *Broker) setSubLocked(synced uint64, down bool) {
 // with backoff and subscribes every wanted channel again.
 func (b *Broker) subscriber() {
 	var bo backoff
-	out := outage{log: b.log, what: "pub/sub connection"}
+	out := outage{b: b, log: b.log, what: "pub/sub connection"}
 	for {
 		err := b.subscribeSession(&bo, &out)
 		select {

@@ -27,6 +27,9 @@ const (
 	// DefaultMailboxSize is the number of messages kept per away client
 	// when Config.MailboxSize is zero.
 	DefaultMailboxSize = 128
+	// DefaultMailboxBytes is the bound on the bytes kept per client when
+	// Config.MailboxBytes is zero.
+	DefaultMailboxBytes = broker.DefaultMailboxBytes
 	// DefaultMailboxTTL is how long an away client can resume when
 	// Config.MailboxTTL is zero.
 	DefaultMailboxTTL = 2 * time.Minute
@@ -77,6 +80,12 @@ type Config struct {
 	// mailbox is full the oldest message is dropped and counted. Zero
 	// means DefaultMailboxSize.
 	MailboxSize int
+	// MailboxBytes bounds the bytes of the messages kept per client
+	// (their data, the sum over the mailbox): the oldest are dropped and
+	// counted, as for MailboxSize, and Send and SendUser refuse a message
+	// larger than the bound with an error wrapping broker.ErrTooLarge.
+	// Zero means DefaultMailboxBytes.
+	MailboxBytes int
 	// MailboxTTL is how long an away client can resume. Zero means
 	// DefaultMailboxTTL.
 	MailboxTTL time.Duration
@@ -108,6 +117,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MailboxSize == 0 {
 		cfg.MailboxSize = DefaultMailboxSize
 	}
+	if cfg.MailboxBytes == 0 {
+		cfg.MailboxBytes = DefaultMailboxBytes
+	}
 	if cfg.MailboxTTL == 0 {
 		cfg.MailboxTTL = DefaultMailboxTTL
 	}
@@ -126,6 +138,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.MailboxSize < 0:
 		return cfg, fmt.Errorf("redis: config: negative MailboxSize %d", cfg.MailboxSize)
+	case cfg.MailboxBytes < 0:
+		return cfg, fmt.Errorf("redis: config: negative MailboxBytes %d", cfg.MailboxBytes)
 	case cfg.MailboxTTL < time.Millisecond:
 		return cfg, fmt.Errorf("redis: config: MailboxTTL %v is under a millisecond", cfg.MailboxTTL)
 	case cfg.HeartbeatInterval < time.Millisecond:
@@ -151,12 +165,17 @@ type Broker struct {
 	cfg Config
 	log *slog.Logger
 	rdb rueidis.Client
+	// pdb carries the inbox pops only: its connections have no read or
+	// write deadline (dead peers are found by TCP keep-alive), so that a
+	// node paused past any timeout still reads the entries Redis popped
+	// for it (see pop).
+	pdb rueidis.Client
 	lua *scripts
 
 	// Keys and script arguments used on every call.
-	roomPrefix, inboxPrefix, wakePrefix string
-	statsKeys                           []string
-	sizeArg, ttlArg, deadAfterArg       string
+	roomPrefix, inboxPrefix, wakePrefix     string
+	statsKeys                               []string
+	sizeArg, bytesArg, ttlArg, deadAfterArg string
 
 	ctx       context.Context // background work; canceled by Close
 	cancel    context.CancelFunc
@@ -165,8 +184,8 @@ type Broker struct {
 	closeOnce sync.Once
 	closed    atomic.Bool // set under mu
 
-	// Highest ids issued or seen, the floors of the id counters.
-	serverFloor, clientFloor atomic.Uint64
+	// Highest server id issued or seen, the floor of the server id counter.
+	serverFloor atomic.Uint64
 
 	mu      sync.Mutex
 	servers map[string]*server // registered on this Broker
@@ -186,9 +205,22 @@ type Broker struct {
 	consumerRetries   atomic.Int64 // failed inbox reads
 	subscriberRetries atomic.Int64 // failed pub/sub connections
 	heartbeatPaused   atomic.Bool  // heartbeats are skipped
+
+	oomErrors atomic.Uint64 // Redis calls refused with OOM (Stats.OutOfMemory)
+	// The reaper cleans up other servers only while this Broker's own
+	// heartbeats succeed (see mayReap): beatFailing counts its servers
+	// whose last heartbeat failed, lastBeat is the time (unix ns) of the
+	// last heartbeat written, and reapHold the time until which reaping
+	// waits after heartbeats recovered.
+	beatFailing atomic.Int32
+	lastBeat    atomic.Int64
+	reapHold    atomic.Int64
 }
 
-var _ broker.Broker = (*Broker)(nil)
+var (
+	_ broker.Broker  = (*Broker)(nil)
+	_ broker.Checker = (*Broker)(nil)
+)
 
 // server is a server registered on this Broker.
 type server struct {
@@ -253,21 +285,32 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
 	}
+	popt := opt
+	popt.ConnWriteTimeout = -1 // no deadline: see Broker.pdb
+	popt.ClientName = "rocket-inbox"
+	pdb, err := rueidis.NewClient(popt)
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
+	}
 	lua, srcs := newScripts()
 	if err := prepare(ctx, rdb, srcs); err != nil {
 		rdb.Close()
+		pdb.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %w", addr, err)
 	}
 	b := &Broker{
 		cfg:          cfg,
 		log:          cfg.Logger,
 		rdb:          rdb,
+		pdb:          pdb,
 		lua:          lua,
 		roomPrefix:   cfg.Prefix + "room:",
 		inboxPrefix:  cfg.Prefix + "inbox:",
 		wakePrefix:   cfg.Prefix + "wake:",
 		statsKeys:    []string{cfg.Prefix + "stats:mail_dropped", cfg.Prefix + "stats:mail_expired"},
 		sizeArg:      strconv.Itoa(cfg.MailboxSize),
+		bytesArg:     strconv.Itoa(cfg.MailboxBytes),
 		ttlArg:       ms(cfg.MailboxTTL),
 		deadAfterArg: ms(cfg.DeadAfter),
 		stop:         make(chan struct{}),
@@ -358,7 +401,47 @@ func (b *Broker) fail(op string, err error) error {
 	if b.closed.Load() && errors.Is(err, rueidis.ErrClosing) {
 		err = broker.ErrClosed
 	}
+	if b.noteOOM(err) {
+		return fmt.Errorf("redis: %s: Redis is out of memory (maxmemory reached): %w: %w", op, broker.ErrOutOfMemory, err)
+	}
 	return fmt.Errorf("redis: %s: %w", op, err)
+}
+
+// isOOM reports whether err is Redis refusing a command because it is at
+// maxmemory ("OOM command not allowed when used memory > 'maxmemory'",
+// also inside scripts).
+func isOOM(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), "OOM ")
+}
+
+// noteOOM counts err if it is an OOM error, and reports whether it is.
+func (b *Broker) noteOOM(err error) bool {
+	if err == nil || !isOOM(err) {
+		return false
+	}
+	b.oomErrors.Add(1)
+	return true
+}
+
+// Ready reports whether a server on this Broker can accept new clients:
+// Redis answers and takes writes (a new client is recorded with writes, so
+// the check writes a small key of its own, which expires). When Redis is
+// at maxmemory it returns an error wrapping broker.ErrOutOfMemory that
+// says so.
+func (b *Broker) Ready(ctx context.Context) error {
+	const op = "ready"
+	if err := b.enter(ctx, op); err != nil {
+		return err
+	}
+	cmd := b.rdb.B().Set().Key(b.cfg.Prefix + "ready").Value("1").Px(time.Minute).Build()
+	if err := b.do(ctx, cmd).Error(); err != nil {
+		if b.noteOOM(err) {
+			return fmt.Errorf("redis: Redis is out of memory (maxmemory reached), new clients cannot connect: %w: %w", broker.ErrOutOfMemory, err)
+		}
+		return b.fail(op, err)
+	}
+	return nil
 }
 
 // exec executes a script for the Broker's goroutines.
@@ -459,6 +542,7 @@ func (b *Broker) RegisterServer(ctx context.Context, h broker.Handler) (string, 
 		return "", b.fail(op, err)
 	}
 	raise(&b.serverFloor, id)
+	b.lastBeat.Store(time.Now().UnixNano()) // the register script wrote its heartbeat
 	s := &server{
 		id:      id,
 		h:       h,
@@ -530,7 +614,7 @@ func (b *Broker) UnregisterServer(ctx context.Context, serverID string) error {
 		return fmt.Errorf("redis: %s %s: waiting for its consumer: %w", op, serverID, ctx.Err())
 	}
 	err := b.run(ctx, b.lua.cleanup, b.cfg.Prefix, serverID, "unregister", "0",
-		b.ttlArg, b.sizeArg).Error()
+		b.ttlArg, b.sizeArg, b.bytesArg).Error()
 	if err != nil {
 		return b.fail(op+" "+serverID, err)
 	}
@@ -556,18 +640,18 @@ func (b *Broker) wake(ctx context.Context, serverIDs ...string) {
 	b.rdb.DoMulti(ctx, cmds...)
 }
 
-// NewClientID allocates a client id: INCR of the client_ids counter, never
-// at or below an id this Broker issued or saw.
+// NewClientID allocates a client id, "<epoch>-<n>": the epoch of the
+// cluster's client_seq hash and its counter n, incremented (a new random
+// epoch when the hash is missing: Redis lost its data).
 func (b *Broker) NewClientID(ctx context.Context) (string, error) {
 	const op = "new client id"
 	if err := b.enter(ctx, op); err != nil {
 		return "", err
 	}
-	id, err := b.run(ctx, b.lua.nextClientID, b.cfg.Prefix, strconv.FormatUint(b.clientFloor.Load(), 10)).ToString()
+	id, err := b.run(ctx, b.lua.nextClientID, b.cfg.Prefix, broker.NewEpoch()).ToString()
 	if err != nil {
 		return "", b.fail(op, err)
 	}
-	raise(&b.clientFloor, id)
 	return id, nil
 }
 
@@ -590,7 +674,6 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 	if err := b.run(ctx, b.lua.connect, b.cfg.Prefix, c.ID, c.Server, hash, c.User, flag(c.Acked)).Error(); err != nil {
 		return b.fail(op, err)
 	}
-	raise(&b.clientFloor, c.ID)
 	b.hold(s, c.ID, held{hash: hash, user: c.User, acked: c.Acked})
 	return nil
 }
@@ -644,7 +727,6 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 	case 1:
 		return broker.Resumed{}, fmt.Errorf("redis: %s: %w", op, broker.ErrBadSession)
 	}
-	raise(&b.clientFloor, clientID)
 	var user, acked, last string
 	var msgs []string
 	for i, dst := range []*string{&user, &acked, &last} {
@@ -782,7 +864,20 @@ func (b *Broker) Send(ctx context.Context, clientID string, data []byte) error {
 	if err := b.enter(ctx, "send"); err != nil {
 		return err
 	}
+	if err := b.fits("send to "+clientID, data); err != nil {
+		return err
+	}
 	return b.sends.send(ctx, clientID, data)
+}
+
+// fits returns an error wrapping broker.ErrTooLarge when data is larger
+// than the mailbox bytes bound.
+func (b *Broker) fits(op string, data []byte) error {
+	if len(data) > b.cfg.MailboxBytes {
+		return fmt.Errorf("redis: %s: %d bytes, over the mailbox bound of %d: %w",
+			op, len(data), b.cfg.MailboxBytes, broker.ErrTooLarge)
+	}
+	return nil
 }
 
 // Subscribe makes the server, which must be registered on this Broker,
@@ -909,7 +1004,7 @@ func (b *Broker) Stats(ctx context.Context) (broker.Stats, error) {
 			return broker.Stats{}, b.fail(op, err)
 		}
 	}
-	return broker.Stats{MailDropped: n[0], MailExpired: n[1]}, nil
+	return broker.Stats{MailDropped: n[0], MailExpired: n[1], OutOfMemory: b.oomErrors.Load()}, nil
 }
 
 // Close stops every goroutine of the Broker, waits for them (and so for
@@ -934,7 +1029,20 @@ func (b *Broker) Close() error {
 		close(b.stop)
 		b.cancel()
 		b.wake(context.Background(), ids...)
-		b.wg.Wait()
+		// The consumers' pops have no deadline (see pop): if Redis does
+		// not answer them, their connections are closed after a while.
+		waited := make(chan struct{})
+		go func() {
+			b.wg.Wait()
+			close(waited)
+		}()
+		select {
+		case <-waited:
+		case <-time.After(blockTimeout + opTimeout):
+			b.pdb.Close()
+			<-waited
+		}
+		b.pdb.Close()
 		// The sender stops last: Sends made by the goroutines above
 		// while they stopped are still carried.
 		b.sends.stop()

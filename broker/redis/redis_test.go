@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +22,7 @@ import (
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	brokertest.Run(t, func(t *testing.T, cfg brokertest.Config) broker.Broker {
-		return newBroker(t, srv, Config{MailboxSize: cfg.MailboxSize, MailboxTTL: cfg.MailboxTTL})
+		return newBroker(t, srv, Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 	})
 }
 
@@ -36,6 +37,7 @@ func TestConfig(t *testing.T) {
 		{"bad URL", Config{URL: "http://127.0.0.1:1"}, "invalid URL scheme"},
 		{"dead after", Config{URL: "redis://127.0.0.1:1", HeartbeatInterval: time.Second, DeadAfter: time.Second}, "must exceed"},
 		{"negative size", Config{URL: "redis://127.0.0.1:1", MailboxSize: -1}, "negative MailboxSize"},
+		{"negative bytes", Config{URL: "redis://127.0.0.1:1", MailboxBytes: -1}, "negative MailboxBytes"},
 		{"unparsable URL", Config{URL: "redis://user:pw-123@127.0.0.1:port/0"}, "invalid port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -492,13 +494,15 @@ func TestReclaim(t *testing.T) {
 	}
 }
 
-// TestIDFloors: after Redis lost its data, ids keep increasing.
-func TestIDFloors(t *testing.T) {
+// TestIDsAfterDataLoss: after Redis lost its data, server ids keep
+// increasing and no client id issued before is issued again: client ids
+// start a new epoch.
+func TestIDsAfterDataLoss(t *testing.T) {
 	srv := redistest.Start(t)
 	prefix := uniquePrefix()
 	a := newBroker(t, srv, Config{Prefix: prefix, HeartbeatInterval: 50 * time.Millisecond})
 	ctx := t.Context()
-	var maxServer, maxClient uint64
+	var maxServer uint64
 	for range 3 {
 		s, err := a.RegisterServer(ctx, new(brokertest.Recorder))
 		if err != nil {
@@ -506,28 +510,39 @@ func TestIDFloors(t *testing.T) {
 		}
 		maxServer = max(maxServer, atoi(t, s))
 	}
-	for range 5 {
-		c, err := a.NewClientID(ctx)
-		if err != nil {
-			t.Fatal(err)
+	issued := map[string]bool{}
+	newIDs := func(b *Broker, n int) []string {
+		t.Helper()
+		var ids []string
+		for range n {
+			c, err := b.NewClientID(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !clientIDFormat.MatchString(c) {
+				t.Fatalf("client id %q: want <8 base32 characters>-<decimal>", c)
+			}
+			if issued[c] {
+				t.Fatalf("client id %q issued twice", c)
+			}
+			issued[c] = true
+			ids = append(ids, c)
 		}
-		maxClient = max(maxClient, atoi(t, c))
+		return ids
 	}
-	// A client id seen (not issued) counts too.
+	before := newIDs(a, 5)
 	s, _ := a.RegisterServer(ctx, new(brokertest.Recorder))
-	if err := a.Connect(ctx, broker.Client{ID: "500", Server: s}); err != nil {
+	held := before[4]
+	if err := a.Connect(ctx, broker.Client{ID: held, Server: s}); err != nil {
 		t.Fatal(err)
 	}
 	maxServer = max(maxServer, atoi(t, s))
-	maxClient = 500
 
 	rawDo(t, a, "FLUSHALL")
-	c, err := a.NewClientID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if atoi(t, c) <= maxClient {
-		t.Fatalf("client id %s after FLUSHALL, want above %d", c, maxClient)
+	after := newIDs(a, 5)
+	epoch := func(id string) string { e, _, _ := strings.Cut(id, "-"); return e }
+	if epoch(after[0]) == epoch(before[0]) {
+		t.Fatalf("client ids %v after FLUSHALL, %v before: want a new epoch", after, before)
 	}
 	s2, err := a.RegisterServer(ctx, new(brokertest.Recorder))
 	if err != nil {
@@ -539,19 +554,18 @@ func TestIDFloors(t *testing.T) {
 	// The client held is recorded again by the next heartbeat, which
 	// finds its server gone.
 	waitFor(t, 5*time.Second, "client reclaimed", func() bool {
-		rec, err := a.Lookup(ctx, "500")
+		rec, err := a.Lookup(ctx, held)
 		return err == nil && rec.Server == s
 	})
-	// Another node, which has seen nothing, continues from the counters.
+	// Another node, which has seen nothing, continues the epoch.
 	b := newBroker(t, srv, Config{Prefix: prefix})
-	c2, err := b.NewClientID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if atoi(t, c2) <= atoi(t, c) {
-		t.Fatalf("client id %s on another node, want above %s", c2, c)
+	if c := newIDs(b, 1)[0]; epoch(c) != epoch(after[0]) {
+		t.Fatalf("client id %s on another node, want the epoch of %s", c, after[0])
 	}
 }
+
+// clientIDFormat is the documented shape of client ids.
+var clientIDFormat = regexp.MustCompile(`^[0-9a-v]{8}-[1-9][0-9]*$`)
 
 func atoi(t *testing.T, s string) uint64 {
 	t.Helper()
@@ -614,5 +628,62 @@ func TestSweeperExpires(t *testing.T) {
 	}
 	if n := rawInt(t, b, "ZCARD", b.cfg.Prefix+"away"); n != 0 {
 		t.Fatalf("away set holds %d clients", n)
+	}
+}
+
+// TestMailBytesTracked: the byte total of a mailbox (mail_bytes in the
+// client's hash) follows what the scripts add and drop, including the
+// messages the cleanup of an unregistered server moves from its inbox to
+// the mailbox, which are bounded in bytes like the others.
+func TestMailBytesTracked(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBroker(t, srv, Config{MailboxBytes: 10})
+	ctx := t.Context()
+	sa, _ := b.RegisterServer(ctx, new(brokertest.Recorder))
+	sb, _ := b.RegisterServer(ctx, new(brokertest.Recorder))
+	c := "c1"
+	if err := b.Connect(ctx, broker.Client{ID: c, Server: sa, Session: c}); err != nil {
+		t.Fatal(err)
+	}
+	mailBytes := func() string {
+		t.Helper()
+		v, err := b.rdb.Do(ctx, b.rdb.B().Hget().Key(b.cfg.Prefix+"client:"+c).Field("mail_bytes").Build()).ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			t.Fatal(err)
+		}
+		return v
+	}
+	s := b.local(sa)
+	close(s.stop)
+	b.wake(ctx, sa)
+	<-s.done
+	s.stop = make(chan struct{}) // UnregisterServer closes it again
+	for _, e := range []string{"old0", "old1", "old2"} {
+		rawDo(t, b, "RPUSH", b.cfg.Prefix+"inbox:"+sa, c+" "+e)
+	}
+	if err := b.UnregisterServer(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailBytes(); got != "8" {
+		t.Fatalf("mail_bytes after the cleanup = %q, want 8 (old1, old2)", got)
+	}
+	if err := b.Send(ctx, c, []byte("new0")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mailBytes(); got != "8" {
+		t.Fatalf("mail_bytes after a send = %q, want 8 (old2, new0)", got)
+	}
+	r, err := b.Resume(ctx, c, c, sb, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mailData(r); len(got) != 2 || string(got[0]) != "old2" || string(got[1]) != "new0" {
+		t.Fatalf("mail = %q, want old2, new0", got)
+	}
+	if got := mailBytes(); got != "" {
+		t.Fatalf("mail_bytes after Resume = %q, want none", got)
+	}
+	if st, _ := b.Stats(ctx); st.MailDropped != 2 {
+		t.Fatalf("MailDropped = %d, want 2", st.MailDropped)
 	}
 }

@@ -101,16 +101,40 @@ local function go_away(id, sid, now, ttl)
 end
 `
 
+const luaMailBytes = `
+-- mail_bytes returns the size of the message in mailbox entry e: the
+-- entry's length, less its "<seq> " for a client that acknowledges.
+local function mail_bytes(e, acked)
+  if acked then
+    local sp = string.find(e, ' ', 1, true)
+    if sp then return #e - sp end
+  end
+  return #e
+end
+`
+
 const luaBoundMail = `
--- bound_mail keeps the newest size messages of a client's mailbox, counts
--- the others as dropped, and, when the client is away until au, makes the
--- mailbox expire with the client. n is the mailbox's length, if known.
-local function bound_mail(id, size, au, n)
-  local mk = mail_key(id)
+-- bound_mail adds added bytes to the byte total of a client's mailbox
+-- (the client hash's mail_bytes) and keeps the newest messages within the
+-- bounds, size messages and maxb bytes (the newest is always kept: Go
+-- refuses a message over maxb), counting the others as dropped; when the
+-- client is away until au, it makes the mailbox expire with the client. n
+-- is the mailbox's length, if known.
+local function bound_mail(id, size, maxb, acked, au, n, added)
+  local mk, ck = mail_key(id), client_key(id)
   n = n or redis.call('LLEN', mk)
-  if n > size then
-    redis.call('LTRIM', mk, n - size, -1)
-    redis.call('INCRBY', P .. 'stats:mail_dropped', n - size)
+  local total = redis.call('HINCRBY', ck, 'mail_bytes', added)
+  if n > size or total > maxb then
+    local drop = 0
+    while drop < n - 1 and (drop < n - size or total > maxb) do
+      total = total - mail_bytes(redis.call('LINDEX', mk, drop), acked)
+      drop = drop + 1
+    end
+    if drop > 0 then
+      redis.call('LTRIM', mk, drop, -1)
+      redis.call('INCRBY', P .. 'stats:mail_dropped', drop)
+      redis.call('HSET', ck, 'mail_bytes', int(math.max(total, 0)))
+    end
   end
   if au then redis.call('PEXPIREAT', mk, int(au + GRACE)) end
 end
@@ -122,16 +146,16 @@ const luaDeliver = `
 -- that acknowledges (acked) is numbered and kept in its mailbox as
 -- "<seq> <data>" in any case, and its inbox entry is "<id>#<seq> <data>".
 -- Returns 1 (inbox) or 2 (mailbox only).
-local function deliver(id, srv, au, acked, data, size)
+local function deliver(id, srv, au, acked, data, size, maxb)
   if acked then
     local seq = int(redis.call('HINCRBY', client_key(id), 'seq', 1))
-    bound_mail(id, size, au, redis.call('RPUSH', mail_key(id), seq .. ' ' .. data))
+    bound_mail(id, size, maxb, true, au, redis.call('RPUSH', mail_key(id), seq .. ' ' .. data), #data)
     if srv == '' then return 2 end
     redis.call('RPUSH', inbox_key(srv), id .. '#' .. seq .. ' ' .. data)
     return 1
   end
   if srv == '' then
-    bound_mail(id, size, au, redis.call('RPUSH', mail_key(id), data))
+    bound_mail(id, size, maxb, false, au, redis.call('RPUSH', mail_key(id), data), #data)
     return 2
   end
   redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
@@ -144,13 +168,18 @@ const luaAckMail = `
 -- client that acknowledges. Its entries are "<seq> <data>" with
 -- consecutive numbers (only the oldest are ever removed). seq must not be
 -- above the client's last number (see capped_ack), so that the arithmetic
--- stays on small integers.
+-- stays on small integers. The bytes dropped leave the mailbox's total.
 local function ack_mail(id, seq)
   local mk = mail_key(id)
   local head = redis.call('LINDEX', mk, 0)
   if not head then return end
   local n = seq - tonumber(string.match(head, '^%d+')) + 1
-  if n > 0 then redis.call('LTRIM', mk, int(n), -1) end
+  if n <= 0 then return end
+  local gone = 0
+  for _, e in ipairs(redis.call('LRANGE', mk, 0, int(n - 1))) do gone = gone + mail_bytes(e, true) end
+  redis.call('LTRIM', mk, int(n), -1)
+  local ck = client_key(id)
+  if redis.call('HINCRBY', ck, 'mail_bytes', -gone) < 0 then redis.call('HSET', ck, 'mail_bytes', '0') end
 end
 
 -- capped_ack returns ack (a decimal string, up to 2^64-1) as a number no
@@ -177,16 +206,19 @@ local function take_client(id, old, sid)
 end
 `
 
-// luaNextClientID: ARGV prefix, floor. Returns a client id above floor.
+// luaNextClientID: ARGV prefix, a fresh epoch. Returns a client id,
+// "<epoch>-<n>": the epoch and the counter n live in one hash, so that
+// they are lost together (a Redis restarted without its data, an evicted
+// key) and the next id then starts a new epoch, the one given.
 const luaNextClientID = `
-local key = P .. 'client_ids'
-local v = redis.call('INCR', key)
-local floor = tonumber(ARGV[2])
-if v <= floor then
-  v = floor + 1
-  redis.call('SET', key, int(v))
+local key = P .. 'client_seq'
+local e = redis.call('HGET', key, 'epoch')
+if not e then
+  e = ARGV[2]
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'epoch', e)
 end
-return int(v)
+return e .. '-' .. int(redis.call('HINCRBY', key, 'n', 1))
 `
 
 // luaRegister: ARGV prefix, floor. Allocates a server id above floor and
@@ -254,6 +286,7 @@ if acked then
 end
 local mail = redis.call('LRANGE', mk, 0, -1)
 redis.call('DEL', mk)
+redis.call('HDEL', client_key(id), 'mail_bytes')
 return {2, srv, mail, f[2] or '', '', '0'}
 `
 
@@ -297,22 +330,22 @@ if not srv then return {0} end
 return {1, srv, redis.call('HGET', client_key(ARGV[2]), 'user') or '', acked and '1' or ''}
 `
 
-// luaSend: ARGV prefix, mailbox size, then a client id and a message for
+// luaSend: ARGV prefix, mailbox size, mailbox bytes, then a client id and a message for
 // each message of the batch, in order. Each message goes to the inbox of the
 // server holding its client, or to the client's mailbox when it is away
 // (see deliver). Returns a status per message: 0 unknown client, 1 inbox,
 // 2 mailbox.
 const luaSend = `
 local now = now_ms()
-local size = tonumber(ARGV[2])
+local size, maxb = tonumber(ARGV[2]), tonumber(ARGV[3])
 local res = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local srv, au, acked = state(id, now)
   if not srv then
     res[#res + 1] = 0
   else
-    res[#res + 1] = deliver(id, srv, au, acked, ARGV[i + 1], size)
+    res[#res + 1] = deliver(id, srv, au, acked, ARGV[i + 1], size, maxb)
   end
 end
 return res
@@ -345,7 +378,7 @@ return redis.call('ZRANGEBYSCORE', SERVERS, '-inf', '(' .. int(before), 'LIMIT',
 `
 
 // luaCleanup: ARGV prefix, server id, mode ('reap' or 'unregister'), dead
-// after (ms), mailbox TTL (ms), mailbox size.
+// after (ms), mailbox TTL (ms), mailbox size, mailbox bytes.
 //
 // Removes a server: every client it holds goes away, the messages left in
 // its inbox move to where their clients are now (before the mail of an away
@@ -360,7 +393,7 @@ return redis.call('ZRANGEBYSCORE', SERVERS, '-inf', '(' .. int(before), 'LIMIT',
 // entries removed}.
 const luaCleanup = `
 local sid = ARGV[2]
-local ttl, size = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl, size, maxb = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 if ARGV[3] == 'reap' then
   local score = redis.call('ZSCORE', SERVERS, sid)
@@ -408,11 +441,11 @@ for i = #ids, 1, -1 do
   local id = ids[i]
   if where[id] == '' then
     redis.call('LPUSH', mail_key(id), data[i])
-    touched[id] = true
+    touched[id] = (touched[id] or 0) + #data[i]
     moved = moved + 1
   end
 end
-for id in pairs(touched) do bound_mail(id, size, until_[id]) end
+for id, added in pairs(touched) do bound_mail(id, size, maxb, false, until_[id], nil, added) end
 for i = 1, #ids do
   local srv = where[ids[i]]
   if srv and srv ~= '' then
@@ -437,7 +470,6 @@ return {1, away, moved, gone}
 // back from away, 3 still the server's.
 const luaReclaim = `
 local id, sid, hash, uid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-raise_counter('client_ids', id)
 local ck = client_key(id)
 local srv, _, acked = state(id, now_ms())
 if not srv then
@@ -466,7 +498,10 @@ local ik = inbox_key(sid)
 -- "<id>#<seq> <data>" and stays kept.
 local sep = acked and '#' or ' '
 for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. sep .. m) end
-if not acked then redis.call('DEL', mk) end
+if not acked then
+  redis.call('DEL', mk)
+  redis.call('HDEL', ck, 'mail_bytes')
+end
 return {2, #mail}
 `
 
@@ -493,16 +528,16 @@ func newScripts() (*scripts, []string) {
 		register:     mk(luaRegister, luaNow, luaInt),
 		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
 		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaAckMail),
-		ack:          mk(luaAck, luaInt, luaKeys, luaAckMail),
+		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail),
+		ack:          mk(luaAck, luaInt, luaKeys, luaMailBytes, luaAckMail),
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),
 		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
-		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaBoundMail, luaDeliver),
+		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaMailBytes, luaBoundMail, luaDeliver),
 		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
 		deadServers:  mk(luaDeadServers, luaNow, luaInt),
-		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaBoundMail, luaPresence, luaDropPresence),
-		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaRaiseCounter, luaExpire, luaState, luaTakeClient),
+		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence),
+		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient),
 	}
 	// Presence (presence.go).
 	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
@@ -510,7 +545,7 @@ func newScripts() (*scripts, []string) {
 	// Users (users.go).
 	userHelpers := []string{luaNow, luaInt, luaKeys, luaExpire, luaState, luaUserClients}
 	s.userClients = mk(luaUserClientsList, userHelpers...)
-	s.sendUser = mk(luaSendUser, append(userHelpers, luaBoundMail, luaDeliver)...)
+	s.sendUser = mk(luaSendUser, append(userHelpers, luaMailBytes, luaBoundMail, luaDeliver)...)
 	s.forgetUser = mk(luaForgetUser, userHelpers...)
 	return s, srcs
 }

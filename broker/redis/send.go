@@ -131,7 +131,7 @@ func (q *sendQueue) run() {
 // sendBatch runs the send script for batch and answers each of its Sends.
 func (q *sendQueue) sendBatch(batch []*sendReq, args []string) []string {
 	b := q.b
-	args = append(args[:0], b.cfg.Prefix, b.sizeArg)
+	args = append(args[:0], b.cfg.Prefix, b.sizeArg, b.bytesArg)
 	live := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {

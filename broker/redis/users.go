@@ -62,16 +62,17 @@ end
 return res
 `
 
-// luaSendUser: ARGV prefix, mailbox size, from server id, user id, data.
+// luaSendUser: ARGV prefix, mailbox size, mailbox bytes, from server id,
+// user id, data.
 // Delivers data (see deliver) to each live client of the user but those
 // on from that do not acknowledge. Returns {client id, server, acked,
 // ...} for every live client of the user.
 const luaSendUser = `
-local size, from, data = tonumber(ARGV[2]), ARGV[3], ARGV[5]
+local size, maxb, from, data = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local res = {}
-for _, c in ipairs(user_clients(ARGV[4], now_ms())) do
+for _, c in ipairs(user_clients(ARGV[5], now_ms())) do
   local id, srv, au, acked = c[1], c[2], c[3], c[4]
-  if acked or srv == '' or srv ~= from then deliver(id, srv, au, acked, data, size) end
+  if acked or srv == '' or srv ~= from then deliver(id, srv, au, acked, data, size, maxb) end
   res[#res + 1] = id
   res[#res + 1] = srv
   res[#res + 1] = acked and '1' or ''
@@ -122,8 +123,11 @@ func (b *Broker) SendUser(ctx context.Context, from, userID string, data []byte)
 	if err := b.enter(ctx, op); err != nil {
 		return nil, err
 	}
+	if err := b.fits(op, data); err != nil {
+		return nil, err
+	}
 	return b.userScript(op, userID,
-		b.run(ctx, b.lua.sendUser, b.cfg.Prefix, b.sizeArg, from, userID, string(data)))
+		b.run(ctx, b.lua.sendUser, b.cfg.Prefix, b.sizeArg, b.bytesArg, from, userID, string(data)))
 }
 
 // ForgetUser forgets, in one script, every client of userID with its

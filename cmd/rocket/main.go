@@ -150,6 +150,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	dur(&o.cfg.PingInterval, "ping-interval", "ROCKET_PING_INTERVAL", 25*time.Second, "how often clients are pinged")
 	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
 	num(&o.cfg.MailboxSize, "mailbox-size", "ROCKET_MAILBOX_SIZE", 128, "messages kept for an away client")
+	num(&o.cfg.MailboxBytes, "mailbox-bytes", "ROCKET_MAILBOX_BYTES", 1<<20, "bytes kept in a client's mailbox; a larger message is refused")
 	dur(&o.cfg.MailboxTTL, "mailbox-ttl", "ROCKET_MAILBOX_TTL", 2*time.Minute, "how long an away client can resume")
 	num(&o.cfg.MaxInputBytes, "max-input-bytes", "ROCKET_MAX_INPUT_BYTES", 0, "bytes read from a client and not yet handled, past which it is not read (0: 4 x max-frame-bytes)")
 	num(&o.cfg.MaxConnections, "max-connections", "ROCKET_MAX_CONNECTIONS", 0, "most WebSocket connections open on this node, HTTP 503 beyond (0: no cap)")
@@ -263,6 +264,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 			URL:               o.redisURL,
 			Prefix:            o.redisPrefix,
 			MailboxSize:       o.cfg.MailboxSize,
+			MailboxBytes:      o.cfg.MailboxBytes,
 			MailboxTTL:        o.cfg.MailboxTTL,
 			HeartbeatInterval: o.heartbeat,
 			Logger:            log,
