@@ -301,18 +301,21 @@ func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
 			code = 1005 // no status
 		} else if pData != nil && len(*pData) >= 2 {
 			code = int(binary.BigEndian.Uint16((*pData)[:2]))
+			// The peer has sent its close frame: once the server's
+			// is written, the closing handshake is over and the
+			// socket is closed at once (failClosed).
 			if !validCloseCode(code) {
-				c.fail(ErrInvalidCloseCode)
+				c.failClosed(ErrInvalidCloseCode)
 				return
 			}
 			if !c.Engine.CheckUtf8((*pData)[2:]) {
-				c.fail(ErrInvalidUtf8)
+				c.failClosed(ErrInvalidUtf8)
 				return
 			}
 			reason = string((*pData)[2:])
 		} else {
 			// A one-byte close payload (RFC 6455 section 5.5.1).
-			c.fail(ErrInvalidControlFrame)
+			c.failClosed(ErrInvalidControlFrame)
 			return
 		}
 		if code != 1000 {
@@ -381,7 +384,7 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 
 		if (bodyLen > maxControlFramePayloadSize) &&
 			((opcode == PingMessage) || (opcode == PongMessage) || (opcode == CloseMessage)) {
-			return 0, 0, nil, false, false, false, ErrControlMessageTooBig
+			return 0, opcode, nil, false, false, false, ErrControlMessageTooBig
 		}
 
 		ml := int64(0)
@@ -603,8 +606,13 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 				return err
 			}
 			// A protocol violation, or a message over the limit: the
-			// connection is failed with a close frame saying why.
-			c.fail(err)
+			// connection is failed with a close frame saying why (and
+			// closed at once if the bad frame was the peer's close).
+			if opcode == CloseMessage {
+				c.failClosed(err)
+			} else {
+				c.fail(err)
+			}
 			return nil
 		}
 

@@ -68,6 +68,16 @@ func (c *Conn) fail(err error) {
 	_ = c.SetReadDeadline(time.Now().Add(d))
 }
 
+// failClosed fails the connection for err in answer to the peer's close
+// frame: the peer sends nothing after it, so the socket is closed right
+// after the server's close frame.
+//
+//go:norace
+func (c *Conn) failClosed(err error) {
+	c.fail(err)
+	_ = c.Close()
+}
+
 // Failed reports whether the connection was failed for a protocol error:
 // its close frame is written and nothing more may be.
 //

@@ -255,3 +255,40 @@ func TestPatchFailedConnectionClosedAfterTimeout(t *testing.T) {
 		t.Fatalf("closed after %v", d)
 	}
 }
+
+func TestPatchBadCloseFrameAnsweredAndClosed(t *testing.T) {
+	// A close frame with an invalid code is answered with 1002, and the
+	// server then closes the TCP connection at once: the closing
+	// handshake is over.
+	c := dialRaw(t, echoServer(t, 1<<10))
+	c.send(frame(true, 8, []byte{0x03, 0xe7}, testMask)) // code 999
+	start := time.Now()
+	op, p, err := c.read()
+	if err != nil || op != 8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1002 {
+		t.Fatalf("want close 1002, got opcode %d %q, %v", op, p, err)
+	}
+	if _, _, err := c.read(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the close frame: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Fatalf("TCP closed after %v, want at once (FailTimeout is 500 ms)", d)
+	}
+}
+
+func TestPatchLongCloseFrameAnsweredAndClosed(t *testing.T) {
+	// A close frame over 125 bytes: 1002, then the TCP connection closed
+	// at once.
+	c := dialRaw(t, echoServer(t, 1<<10))
+	c.send(frame(true, 8, append([]byte{0x03, 0xe8}, bytes.Repeat([]byte("r"), 124)...), testMask))
+	start := time.Now()
+	op, p, err := c.read()
+	if err != nil || op != 8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1002 {
+		t.Fatalf("want close 1002, got opcode %d %q, %v", op, p, err)
+	}
+	if _, _, err := c.read(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the close frame: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Fatalf("TCP closed after %v, want at once (FailTimeout is 500 ms)", d)
+	}
+}
