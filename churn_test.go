@@ -64,7 +64,7 @@ func TestChurnNoEarlyClose(t *testing.T) {
 		mu    sync.Mutex
 		first []string
 	)
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(time.Minute + time.Duration(total)*3*time.Millisecond)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
