@@ -394,6 +394,46 @@ func (f *flooder) drain() {
 	f.received, f.readErr = io.Copy(io.Discard, f.conn.r)
 }
 
+// loopbackRate measures how fast buf can be written over loopback to a
+// reader that discards it at once: what a flooder would get through
+// without back-pressure (bytes per second).
+func loopbackRate(t *testing.T, buf []byte) float64 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dur = 300 * time.Millisecond
+	start := time.Now()
+	var sent int
+	for time.Since(start) < dur {
+		c.SetWriteDeadline(time.Now().Add(dur))
+		n, err := c.Write(buf)
+		sent += n
+		if err != nil {
+			break
+		}
+	}
+	rate := float64(sent) / time.Since(start).Seconds()
+	c.Close()
+	<-done
+	return rate
+}
+
 // metricValue returns the value of a metric line of /metrics text, or -1.
 func metricValue(metrics, name string) float64 {
 	for _, line := range strings.Split(metrics, "\n") {
@@ -415,6 +455,7 @@ func floodCase(t *testing.T, conns int, query string, buf []byte, dur time.Durat
 	if procStatus(pid, "VmRSS") < 0 {
 		t.Skip("no /proc/<pid>/status here to read the node's memory")
 	}
+	free := loopbackRate(t, buf)
 	fl := make([]*flooder, conns)
 	for i := range fl {
 		c, err := hostileDial(p.ws, query)
@@ -464,8 +505,8 @@ func floodCase(t *testing.T, conns int, query string, buf []byte, dur time.Durat
 	}
 	pauses := metricValue(metrics, "rocket_input_pauses_total")
 	paused := metricValue(metrics, "rocket_input_paused_seconds_total")
-	t.Logf("%d flooders for %v (race detector: %v): sent %s (%.0f MB/s in all), received %s; %d writes blocked past %v, %d flooders cut off (%v)",
-		conns, dur, raceEnabled(), mib(sent), float64(sent)/dur.Seconds()/1e6, mib(received), blocked, floodWriteDeadline, writeErrs, firstErr)
+	t.Logf("%d flooders for %v (race detector: %v): sent %s (%.0f MB/s in all; one unthrottled loopback connection takes %.0f MB/s), received %s; %d writes blocked past %v, %d flooders cut off (%v)",
+		conns, dur, raceEnabled(), mib(sent), float64(sent)/dur.Seconds()/1e6, free/1e6, mib(received), blocked, floodWriteDeadline, writeErrs, firstErr)
 	t.Logf("node RSS: %s before, peak %s sampled, VmHWM %s; bound %s (%s + %d × 2 × %s + %s)",
 		mib(baseline), mib(peak), mib(hwm), mib(bound), mib(baseline), conns, mib(hostileConnBytes), mib(hostileRuntimeBytes))
 	t.Logf("input pauses %v, %.2f s paused in all; CPU: node %.2f s, this test process %.2f s; bystander: %d requests, slowest reply %v",
