@@ -515,8 +515,11 @@ func floodCase(t *testing.T, conns int, query string, buf []byte, dur time.Durat
 	if max(peak, hwm) > bound {
 		t.Errorf("node RSS reached %s, over the bound %s", mib(max(peak, hwm)), mib(bound))
 	}
-	if pauses <= 0 {
-		t.Errorf("rocket_input_pauses_total = %v after the flood: the flooders were never slowed down", pauses)
+	// Slowed down: the node stopped reading them (their input was over
+	// the bound), or their writes waited for TCP (the node read them no
+	// faster than it got to them).
+	if pauses <= 0 && blocked == 0 {
+		t.Errorf("rocket_input_pauses_total = %v after the flood and no write blocked: the flooders were never slowed down", pauses)
 	}
 	if b.err != nil {
 		t.Errorf("bystander: %v", b.err)
@@ -531,9 +534,10 @@ func floodCase(t *testing.T, conns int, query string, buf []byte, dur time.Durat
 
 // TestHostileFloodLargeFrames: connections send 60 KB frames
 // {"Echo.echo":"xxx…"} without ref as fast as they can; the rate limiter
-// refuses most of them (rate_limited, which the flooders read). The node's
-// RSS stays under the bound, the flooders are paused (their writes block),
-// and a bystander gets every reply within 1 s.
+// refuses those past its burst (rate_limited, which the flooders read).
+// The node's RSS stays under the bound, the flooders are slowed down (the
+// node pauses reading them, rocket_input_pauses_total, or their writes
+// block), and a bystander gets every reply within 1 s.
 func TestHostileFloodLargeFrames(t *testing.T) {
 	payload := []byte(`{"Echo.echo":"` + strings.Repeat("x", 60_000-len(`{"Echo.echo":""}`)) + `"}`)
 	buf := wsFrame(0x1, payload, true)
