@@ -308,8 +308,8 @@ func badCases() []badCase {
 			refused(`{"ref":1,"Echo.echo":1,}`, rocket.CodeBadFrame, "")},
 		{"truncated JSON", "main", "bad_frame", refused(`{"ref":1,"Echo.echo":`, rocket.CodeBadFrame, "")},
 		{"trailing data", "main", "bad_frame", refused(`{"ref":1,"Echo.echo":1} {}`, rocket.CodeBadFrame, "")},
-		{"invalid UTF-8 in a text frame", "main", "close 1002 by the WebSocket layer, before Rocket sees the frame",
-			closed(websocket.MessageText, "{\"ref\":1,\"Echo.echo\":\"\xff\xfe\"}", websocket.StatusProtocolError, "invalid UTF-8 bytes")},
+		{"invalid UTF-8 in a text frame", "main", "close 1007 by the WebSocket layer, before Rocket sees the frame",
+			closed(websocket.MessageText, "{\"ref\":1,\"Echo.echo\":\"\xff\xfe\"}", websocket.StatusInvalidFramePayloadData, "invalid UTF-8 bytes")},
 		{"JSON escape of a lone surrogate", "main", "bad_frame (the only invalid UTF-8 that reaches the decoder)",
 			refused(`{"ref":1,"Echo.echo":"\ud800"}`, rocket.CodeBadFrame, "")},
 		{"binary frame", "main", "bad_frame, stays open", func(t *testing.T, n *badNode) {
