@@ -205,11 +205,17 @@ func New(cfg Config) *Acceptor {
 	}
 	a.cfg = cfg
 	a.engine = nbhttp.NewEngine(nbhttp.Config{
-		Name:                    "rocket",
-		MaxWriteBufferSize:      cfg.MaxPendingBytes,
-		MaxConnInputBytes:       cfg.MaxInputBytes,
-		MaxLoad:                 1 << 20,
-		ReleaseWebsocketPayload: false,
+		Name:               "rocket",
+		MaxWriteBufferSize: cfg.MaxPendingBytes,
+		MaxConnInputBytes:  cfg.MaxInputBytes,
+		// One read per ready connection and round of a poller, and a
+		// poller per CPU: a connection that always has input (a flood)
+		// waits its turn like the others instead of being read until
+		// its input bound, so a bystander is read within one round.
+		MaxConnReadTimesPerEventLoop: 1,
+		NPoller:                      runtime.GOMAXPROCS(0),
+		MaxLoad:                      1 << 20,
+		ReleaseWebsocketPayload:      false,
 	})
 	// After nbio has parsed what one read brought (and queued the handling
 	// of its messages on the connection's job list), queue a last job that

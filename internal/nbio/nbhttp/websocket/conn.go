@@ -86,6 +86,9 @@ type Conn struct {
 	msgType                  MessageType
 	message                  *[]byte
 	bytesCached              *[]byte
+	// cachedOff is where the unparsed part of bytesCached begins while
+	// Parse runs.
+	cachedOff int
 	// failed is set once the connection is failed for a protocol error
 	// (fail): what the peer sends then is discarded.
 	failed atomic.Bool
@@ -343,11 +346,15 @@ func (c *Conn) nextFrame() (int, MessageType, []byte, bool, bool, bool, error) {
 		ok, fin, res1, res2, res3 bool
 		err                       error
 		pdata                     = c.bytesCached
+		unparsed                  []byte
 		l                         int64
 		headLen                   = int64(2)
 		total                     int64
 	)
 	if pdata != nil {
+		// What is not parsed yet starts at cachedOff (Parse).
+		unparsed = (*pdata)[c.cachedOff:]
+		pdata = &unparsed
 		l = int64(len(*pdata))
 	}
 	if l >= 2 {
@@ -584,20 +591,24 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 				return
 			}
 
-			l := len(*c.bytesCached)
+			l := len(*c.bytesCached) - c.cachedOff
 			if totalFrameSize <= 0 || totalFrameSize > l {
 				releaseBuf()
 				c.Engine.BodyAllocator.Free(c.bytesCached)
 				c.bytesCached = nil
+				c.cachedOff = 0
 				err = fmt.Errorf("websocket: invalid frame consumed size %d, cached %d", totalFrameSize, l)
 				return
 			}
 			if l == totalFrameSize {
 				c.Engine.BodyAllocator.Free(c.bytesCached)
 				c.bytesCached = nil
+				c.cachedOff = 0
 			} else {
-				copy(*c.bytesCached, (*c.bytesCached)[totalFrameSize:l])
-				*c.bytesCached = (*c.bytesCached)[:l-totalFrameSize]
+				// Moved down once the read is parsed, not after
+				// every frame (which cost the square of the frames
+				// a read brought).
+				c.cachedOff += totalFrameSize
 			}
 		}()
 
@@ -636,6 +647,13 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 		}
 	}
 
+	c.mux.Lock()
+	if c.bytesCached != nil && c.cachedOff > 0 {
+		n := copy(*c.bytesCached, (*c.bytesCached)[c.cachedOff:])
+		*c.bytesCached = (*c.bytesCached)[:n]
+		c.cachedOff = 0
+	}
+	c.mux.Unlock()
 	return nil
 }
 
