@@ -555,7 +555,7 @@ func (p *poller) genOf(fd int) int32 {
 func (p *poller) readEvents(fd int, events uint32) uint32 {
 	if fd < len(p.g.connsUnix) {
 		if c := p.g.connsUnix[fd]; c != nil && c.readPaused {
-			return events &^ epollEventsRead
+			return events &^ (epollEventsRead | syscall.EPOLLRDHUP)
 		}
 	}
 	return events
@@ -567,9 +567,13 @@ func (p *poller) readEvents(fd int, events uint32) uint32 {
 //
 //go:norace
 func (p *poller) setInterest(c *Conn) error {
-	events := uint32(syscall.EPOLLERR | syscall.EPOLLHUP | syscall.EPOLLRDHUP)
+	// While paused, the peer's half-close (EPOLLRDHUP) is not asked for
+	// either: it would close the connection with its last messages
+	// still unread. It is seen once reading resumes; a reset or a hang-up
+	// (EPOLLERR, EPOLLHUP) still closes it at once.
+	events := uint32(syscall.EPOLLERR | syscall.EPOLLHUP)
 	if !c.readPaused {
-		events |= epollEventsRead
+		events |= epollEventsRead | syscall.EPOLLRDHUP
 	}
 	switch {
 	case p.g.EpollMod == EPOLLET:

@@ -193,12 +193,51 @@ func TestPatchInputBackPressure(t *testing.T) {
 	}
 }
 
-func TestPatchPausedConnectionCloses(t *testing.T) {
-	// A connection not read because of its input still learns that the
-	// peer is gone.
+func TestPatchPausedConnectionHalfClosed(t *testing.T) {
+	// A connection not read because of its input, whose peer then closes
+	// its side, is closed only once everything it sent is handled.
 	g := startEngine(t, Config{NPoller: 1, MaxConnInputBytes: 1024})
-	var closeErr atomic.Pointer[error]
-	g.OnClose(func(_ *Conn, err error) { closeErr.Store(&err) })
+	var closed atomic.Bool
+	g.OnClose(func(*Conn, error) { closed.Store(true) })
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+	var received atomic.Int64
+	g.OnData(func(c *Conn, data []byte) {
+		n := len(data)
+		c.AddInput(n)
+		c.Execute(func() {
+			<-gate
+			received.Add(int64(n))
+			c.DoneInput(n)
+		})
+	})
+	c, client := pair(t, g)
+	const total = 8192
+	if _, err := client.Write(bytes.Repeat([]byte("z"), total)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reading to pause", c.ReadPaused)
+	if err := client.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let a hang-up event arrive, if one is asked for
+	if closed.Load() {
+		t.Fatal("closed on the peer's half-close while input was still unread")
+	}
+	open()
+	waitFor(t, "the close after everything was read", closed.Load)
+	if got := received.Load(); got != total {
+		t.Fatalf("handled %d bytes of %d", got, total)
+	}
+}
+
+func TestPatchPausedConnectionReset(t *testing.T) {
+	// A paused connection whose peer is gone (reset) is closed at once.
+	g := startEngine(t, Config{NPoller: 1, MaxConnInputBytes: 1024})
+	var closed atomic.Bool
+	g.OnClose(func(*Conn, error) { closed.Store(true) })
 	gate := make(chan struct{})
 	t.Cleanup(func() { close(gate) })
 	g.OnData(func(c *Conn, data []byte) {
@@ -210,6 +249,7 @@ func TestPatchPausedConnectionCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "reading to pause", c.ReadPaused)
+	_ = client.(*net.TCPConn).SetLinger(0)
 	_ = client.Close()
-	waitFor(t, "the close", func() bool { return closeErr.Load() != nil })
+	waitFor(t, "the close", closed.Load)
 }

@@ -222,6 +222,9 @@ func New(cfg Config) *Acceptor {
 	// flushes the replies of the whole read at once.
 	a.engine.OnData(func(nc *nbio.Conn, data []byte) {
 		c := connOfNBIO(nc)
+		if c != nil && c.nbc != nc {
+			c = nil // not a connection whose output goes to nc
+		}
 		if c != nil {
 			c.batch.Add(1)
 		}
@@ -528,8 +531,8 @@ func (a *Acceptor) putBuf(b *[]byte) {
 
 // endBatch is the last job of a read: it flushes the replies.
 func (c *Conn) endBatch() {
+	defer c.nbc.DoneInput(nbio.InputJobOverhead)
 	c.release(true)
-	c.nbc.DoneInput(nbio.InputJobOverhead)
 }
 
 // release ends one read's batch; the last one out flushes the output
@@ -616,8 +619,11 @@ func (c *Conn) stopOutput() {
 	c.wmu.Unlock()
 }
 
-// Ping writes a ping frame.
+// Ping writes a ping frame, unless the connection is closing.
 func (c *Conn) Ping() error {
+	if c.closing.Load() {
+		return ErrClosed
+	}
 	return c.write(websocket.PingMessage, nil)
 }
 

@@ -92,6 +92,8 @@ type Conn struct {
 	// failed is set once the connection is failed for a protocol error
 	// (fail): what the peer sends then is discarded.
 	failed atomic.Bool
+	// closeSent is set (under mux) once a close frame is written.
+	closeSent bool
 	// inputConn is the poller's connection, which counts the messages
 	// queued on the job list in its input (nbio.Conn.AddInput); nil in
 	// blocking mode, where messages are handled as they are read.
@@ -265,11 +267,7 @@ func (c *Conn) handleWsMessage(opcode MessageType, pData *[]byte) {
 		return
 	}
 	if c.KeepaliveTime > 0 {
-		defer func() {
-			if !c.failed.Load() {
-				_ = c.SetReadDeadline(time.Now().Add(c.KeepaliveTime))
-			}
-		}()
+		defer c.refreshDeadline()
 	}
 
 	dataToString := func() string {
@@ -430,10 +428,14 @@ func (c *Conn) Parse(data []byte) (retErr error) {
 		return nil
 	}
 	if c.failed.Load() {
-		// The peer answers the close frame of a failed connection (or
-		// keeps sending regardless): the server closes the TCP
-		// connection, as it must after the closing handshake.
-		_ = c.Close()
+		// Once the close frame of a failed connection is written, what
+		// the peer sends is its answer (or it keeps sending
+		// regardless): the server closes the TCP connection, as it
+		// must after the closing handshake. Before that, input is
+		// discarded.
+		if c.closeWritten() {
+			_ = c.Close()
+		}
 		return nil
 	}
 
@@ -741,6 +743,10 @@ func (c *Conn) WriteMessage(messageType MessageType, data []byte) error {
 	if c.closed {
 		return net.ErrClosed
 	}
+	if c.closeSent {
+		// Nothing follows a close frame (RFC 6455 section 5.5.1).
+		return net.ErrClosed
+	}
 
 	switch messageType {
 	case TextMessage:
@@ -748,6 +754,9 @@ func (c *Conn) WriteMessage(messageType MessageType, data []byte) error {
 	case PingMessage, PongMessage, CloseMessage:
 		if len(data) > maxControlFramePayloadSize {
 			return ErrControlMessageTooBig
+		}
+		if messageType == CloseMessage {
+			c.closeSent = true
 		}
 	case FragmentMessage:
 	default:

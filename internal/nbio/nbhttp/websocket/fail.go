@@ -57,15 +57,48 @@ func (c *Conn) fail(err error) {
 	if len(reason) > maxControlFramePayloadSize-2 {
 		reason = reason[:maxControlFramePayloadSize-2]
 	}
-	if werr := c.WriteClose(closeCodeOf(err), reason); werr != nil {
-		_ = c.Close()
-		return
+	c.mux.Lock()
+	sent := c.closeSent
+	c.mux.Unlock()
+	if !sent {
+		// (A close frame already written, the application's or the
+		// answer to the peer's, is not followed by another.)
+		if werr := c.WriteClose(closeCodeOf(err), reason); werr != nil {
+			_ = c.Close()
+			return
+		}
 	}
 	d := c.FailTimeout
 	if d <= 0 {
 		d = DefaultFailTimeout
 	}
+	// Under mux, so that a keep-alive refresh (refreshDeadline) never
+	// pushes this deadline back.
+	c.mux.Lock()
 	_ = c.SetReadDeadline(time.Now().Add(d))
+	c.mux.Unlock()
+}
+
+// refreshDeadline pushes the read deadline back by KeepaliveTime after a
+// frame from the peer, unless the connection is failed.
+//
+//go:norace
+func (c *Conn) refreshDeadline() {
+	c.mux.Lock()
+	if !c.failed.Load() {
+		_ = c.SetReadDeadline(time.Now().Add(c.KeepaliveTime))
+	}
+	c.mux.Unlock()
+}
+
+// closeWritten reports whether a close frame was written: input after it,
+// on a failed connection, is the peer's answer (Parse).
+//
+//go:norace
+func (c *Conn) closeWritten() bool {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	return c.closeSent
 }
 
 // failClosed fails the connection for err in answer to the peer's close
