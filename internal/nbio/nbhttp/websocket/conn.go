@@ -1285,7 +1285,9 @@ func validCloseCode(code int) bool {
 		return true //       | Internal Server | hybi@ietf.org | RFC 6455  |
 		//     |            | Error           |               |           |
 	case 1015:
-		return true //  | TLS handshake   | hybi@ietf.org | RFC 6455
+		// TLS handshake failure: reported by an endpoint, never sent
+		// in a close frame (RFC 6455 section 7.4.1).
+		return false
 	default:
 	}
 	// IANA registration policy and should be granted in the range 3000-3999.

@@ -263,6 +263,20 @@ func TestPatchBadCloseFrameAnsweredAndClosed(t *testing.T) {
 	c := dialRaw(t, echoServer(t, 1<<10))
 	c.send(frame(true, 8, []byte{0x03, 0xe7}, testMask)) // code 999
 	start := time.Now()
+	c.expectFailClosed(start)
+}
+
+func TestPatchCloseCode1015Refused(t *testing.T) {
+	// 1015 is never sent in a close frame (RFC 6455 section 7.4.1).
+	c := dialRaw(t, echoServer(t, 1<<10))
+	c.send(frame(true, 8, []byte{0x03, 0xf7}, testMask))
+	c.expectFailClosed(time.Now())
+}
+
+// expectFailClosed checks for close 1002 and the TCP close right after.
+func (c *rawConn) expectFailClosed(start time.Time) {
+	t := c.t
+	t.Helper()
 	op, p, err := c.read()
 	if err != nil || op != 8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1002 {
 		t.Fatalf("want close 1002, got opcode %d %q, %v", op, p, err)
