@@ -64,6 +64,9 @@ type Client struct {
 
 	// Used only by the goroutine running the client's commands.
 	limiter *rate.Limiter
+	// rateLimited counts the commands refused in a row for the rate
+	// limit (Config.MaxRateLimited).
+	rateLimited int
 }
 
 func newClient(s *Server, userID string) *Client {

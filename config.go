@@ -47,6 +47,13 @@ type Config struct {
 	// limit off.
 	CommandRate  float64
 	CommandBurst int
+	// MaxRateLimited is how many commands in a row a client may have
+	// refused for the rate limit before it is disconnected with close
+	// code 1008 (reason "rate limit exceeded"): a client that keeps
+	// sending far over its rate costs the node a decoding and an error
+	// frame per command. A command that runs starts the count again.
+	// Zero means 1000; a negative value never disconnects.
+	MaxRateLimited int
 	// MaxPendingBytes bounds the output buffered for a client that does not
 	// read as fast as it is sent to (beyond what the kernel buffers). A
 	// client over the bound is disconnected (its connection dropped: no close
@@ -123,6 +130,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.CommandRate = 50
 	}
 	setDefault(&cfg.CommandBurst, 100)
+	setDefault(&cfg.MaxRateLimited, 1000)
 	setDefault(&cfg.MaxPendingBytes, 1<<20)
 	setDefault(&cfg.PingInterval, 25*time.Second)
 	setDefault(&cfg.PongTimeout, 10*time.Second)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rocket-go/rocket/internal/protocol"
+	"github.com/rocket-go/rocket/internal/transport"
 	"golang.org/x/time/rate"
 )
 
@@ -67,8 +68,16 @@ func (s *Server) runCommand(cl *Client, cmd *protocol.Command) {
 				action = "unknown"
 			}
 			s.metrics.commands.WithLabelValues(action, CodeRateLimited).Inc()
+			cl.rateLimited++
+			if max := s.cfg.MaxRateLimited; max > 0 && cl.rateLimited >= max {
+				s.metrics.rateLimitDisconnects.Inc()
+				s.log.Warn("disconnecting client over its rate limit", "client", cl.id, "refused_in_a_row", cl.rateLimited)
+				cl.closing.Store(true)
+				cl.closeWith(transport.ClosePolicy, "rate limit exceeded")
+			}
 			return
 		}
+		cl.rateLimited = 0
 	}
 	h := s.chain[cmd.Name]
 	if h == nil {

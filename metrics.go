@@ -13,19 +13,20 @@ import (
 // metrics are the server's Prometheus metrics. They are registered with
 // Config.Metrics when it is set; otherwise they are kept but not exported.
 type metrics struct {
-	clients         prometheus.GaugeFunc
-	connections     prometheus.Counter
-	refused         *prometheus.CounterVec
-	commands        *prometheus.CounterVec
-	commandDuration *prometheus.HistogramVec
-	messagesSent    prometheus.Counter
-	slowClients     prometheus.Counter
-	panics          prometheus.Counter
-	brokerErrors    *prometheus.CounterVec
-	brokerDuration  *prometheus.HistogramVec
-	mailbox         *mailboxCollector
-	inputPauses     prometheus.Counter
-	inputPaused     prometheus.Counter
+	clients              prometheus.GaugeFunc
+	connections          prometheus.Counter
+	refused              *prometheus.CounterVec
+	commands             *prometheus.CounterVec
+	commandDuration      *prometheus.HistogramVec
+	messagesSent         prometheus.Counter
+	slowClients          prometheus.Counter
+	panics               prometheus.Counter
+	brokerErrors         *prometheus.CounterVec
+	brokerDuration       *prometheus.HistogramVec
+	mailbox              *mailboxCollector
+	inputPauses          prometheus.Counter
+	rateLimitDisconnects prometheus.Counter
+	inputPaused          prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -64,6 +65,9 @@ func newMetrics(s *Server) *metrics {
 			Help:    "Latency of broker calls, by operation.",
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 2},
 		}, []string{"op"}),
+		rateLimitDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rocket_rate_limit_disconnects_total", Help: "Clients disconnected (1008) after MaxRateLimited commands in a row refused for the rate limit.",
+		}),
 		inputPauses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rocket_input_pauses_total", Help: "Times a connection was not read because its unhandled input was over MaxInputBytes (counted when reading resumes).",
 		}),
@@ -82,7 +86,7 @@ func newMetrics(s *Server) *metrics {
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.clients, m.connections, m.refused, m.commands, m.commandDuration,
 		m.messagesSent, m.slowClients, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox,
-		m.inputPauses, m.inputPaused} {
+		m.inputPauses, m.inputPaused, m.rateLimitDisconnects} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("rocket: register metrics: %w", err)
 		}

@@ -574,6 +574,21 @@ func TestHostileFloodAcks(t *testing.T) {
 	}
 }
 
+// TestHostileFloodSmallFrames: frames of {"Echo.echo":1}, 1,000 a write:
+// many messages for few bytes, each refused past the burst with its own
+// rate_limited error frame.
+func TestHostileFloodSmallFrames(t *testing.T) {
+	var buf []byte
+	for range 1000 {
+		buf = append(buf, wsFrame(0x1, []byte(`{"Echo.echo":1}`), true)...)
+	}
+	for _, conns := range []int{1, 50} {
+		t.Run(fmt.Sprintf("%d connections", conns), func(t *testing.T) {
+			floodCase(t, conns, "", buf, 3*time.Second)
+		})
+	}
+}
+
 // cpuSeconds returns the CPU time (user and system) process pid has used,
 // or 0 where /proc is not available.
 func cpuSeconds(pid int) float64 {

@@ -146,6 +146,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	num(&o.cfg.MaxCommandsPerFrame, "max-commands", "ROCKET_MAX_COMMANDS_PER_FRAME", 100, "most commands in one frame")
 	float(&o.cfg.CommandRate, "command-rate", "ROCKET_COMMAND_RATE", 50, "commands per second per client (negative: no limit)")
 	num(&o.cfg.CommandBurst, "command-burst", "ROCKET_COMMAND_BURST", 100, "commands a client may send at once above the rate")
+	num(&o.cfg.MaxRateLimited, "max-rate-limited", "ROCKET_MAX_RATE_LIMITED", 1000, "commands in a row a client may have refused for the rate limit before it is disconnected (1008); negative: never")
 	num(&o.cfg.MaxPendingBytes, "max-pending-bytes", "ROCKET_MAX_PENDING_BYTES", 1<<20, "output buffered for a slow client before it is disconnected")
 	dur(&o.cfg.PingInterval, "ping-interval", "ROCKET_PING_INTERVAL", 25*time.Second, "how often clients are pinged")
 	dur(&o.cfg.PongTimeout, "pong-timeout", "ROCKET_PONG_TIMEOUT", 10*time.Second, "how long past a ping a silent client is kept")
