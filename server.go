@@ -419,17 +419,24 @@ func (s *Server) mayReplace(id, secret, userID string) bool {
 // replaceLocal records cl as the local client with its id. A previous local
 // client with the same id (the same client reconnecting before its old
 // connection was noticed closed) is closed and finished first.
+//
+// Several connections resuming one session at once each close the one
+// they find until one of them finds none: the last one recorded stays,
+// the others are closed (never left open unrecorded).
 func (s *Server) replaceLocal(cl *Client) {
-	s.clientsMu.Lock()
-	old := s.clients[cl.id]
-	s.clientsMu.Unlock()
-	if old != nil && old != cl {
+	for {
+		s.clientsMu.Lock()
+		old := s.clients[cl.id]
+		if old == nil || old == cl {
+			s.clients[cl.id] = cl
+			s.clientsMu.Unlock()
+			return
+		}
+		s.clientsMu.Unlock()
 		old.closeWith(transport.ClosePolicy, "replaced by a newer connection")
 		old.finish("replaced by a newer connection")
+		s.removeLocal(old)
 	}
-	s.clientsMu.Lock()
-	s.clients[cl.id] = cl
-	s.clientsMu.Unlock()
 }
 
 // removeLocal forgets cl locally if it is still the local client with its
