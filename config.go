@@ -92,10 +92,11 @@ type Config struct {
 	MailboxBytes int
 
 	// MaxInputBytes bounds the bytes read from one connection and not yet
-	// handled (frames waiting for their commands to run, and a partial
-	// frame): past it the connection is not read until its queue drains,
-	// so that TCP slows the sender down. Zero means 4×MaxFrameBytes; a
-	// negative value is invalid.
+	// handled (frames waiting for their commands to run): past it the
+	// connection is not read until half of it is handled, so that TCP
+	// slows the sender down. A frame still being received is bounded apart,
+	// by 4×MaxFrameBytes. Zero means 4×MaxFrameBytes; a negative value is
+	// invalid.
 	MaxInputBytes int
 
 	// MaxConnections caps the WebSocket connections open on this server:

@@ -84,9 +84,11 @@ type Config struct {
 	// the kernel's socket buffer is full.
 	MaxPendingBytes int
 	// MaxInputBytes bounds the bytes read from one connection and not yet
-	// handled (messages queued for the Handler, and a partial frame): past
-	// it the connection is not read until its queue drains, so that TCP
-	// slows the sender down. Zero means 4×MaxMessageBytes.
+	// handled (the messages queued for the Handler, each counted with 64
+	// bytes of overhead): past it the connection is not read until half of
+	// it is handled, so that TCP slows the sender down. A frame still
+	// being received is bounded apart, by MaxMessageBytes. Zero means
+	// 4×MaxMessageBytes.
 	MaxInputBytes int
 	// IdleTimeout closes a connection from which nothing (not even a pong)
 	// has arrived for this long.
