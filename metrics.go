@@ -132,6 +132,9 @@ func (b instrumented) observe(op string, start time.Time, err error) {
 	}
 }
 
+// Server.Ready relies on the wrapped broker always being a Checker.
+var _ broker.Checker = instrumented{}
+
 // Ready asks the broker whether new clients can connect (broker.Checker),
 // or makes one Stats round trip for brokers that cannot tell.
 func (b instrumented) Ready(ctx context.Context) error {

@@ -211,7 +211,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	if s.state.Load() != stateRunning {
 		return ErrServerClosed
 	}
-	if err := s.broker.(broker.Checker).Ready(ctx); err != nil {
+	if err := s.broker.(broker.Checker).Ready(ctx); err != nil { // s.broker is instrumented
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
