@@ -231,8 +231,11 @@ func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) (misrouted []q
 	for _, f := range frames {
 		if err := cl.conn.WriteText(f); err != nil {
 			if errors.Is(err, transport.ErrSlow) {
+				// Counted here, once: the close that follows
+				// reports ErrSlow again, and onClose sees the
+				// reason set.
+				cl.markSlowLocked()
 				cl.closing.Store(true)
-				cl.srv.metrics.slowClients.Inc()
 				cl.conn.Abort(err)
 			}
 			break
@@ -252,15 +255,20 @@ func (cl *Client) slow() {
 // noteSlow records, once, that the client is disconnected for being slow.
 func (cl *Client) noteSlow() {
 	cl.mu.Lock()
-	first := cl.reason == ""
-	if first {
-		cl.reason = "slow client"
-	}
+	cl.markSlowLocked()
 	cl.mu.Unlock()
-	if first {
-		cl.srv.metrics.slowClients.Inc()
-		cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
+}
+
+// markSlowLocked is noteSlow with cl.mu held: the first reason given for
+// the client's leaving wins, and a slow disconnect is counted and logged
+// only when it is that first reason.
+func (cl *Client) markSlowLocked() {
+	if cl.reason != "" {
+		return
 	}
+	cl.reason = "slow client"
+	cl.srv.metrics.slowClients.Inc()
+	cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
 }
 
 // closeWith starts closing the connection with a close code.
@@ -275,8 +283,16 @@ func (cl *Client) closeWith(code int, reason string) {
 	}
 }
 
-// OnMessage implements transport.Handler: it runs the frame's commands.
-func (cl *Client) OnMessage(text bool, data []byte) {
+// transportHandler is what the transport calls back for one connection:
+// the client's onMessage and onClose, kept off Client's exported methods so
+// that no other caller can inject frames or run a close.
+type transportHandler struct{ cl *Client }
+
+func (h transportHandler) OnMessage(text bool, data []byte) { h.cl.onMessage(text, data) }
+func (h transportHandler) OnClose(err error)                { h.cl.onClose(err) }
+
+// onMessage runs the frame's commands (the transport's OnMessage).
+func (cl *Client) onMessage(text bool, data []byte) {
 	<-cl.readyCh
 	if cl.closing.Load() || !cl.registered.Load() {
 		return
@@ -284,8 +300,9 @@ func (cl *Client) OnMessage(text bool, data []byte) {
 	cl.srv.dispatch(cl, text, data)
 }
 
-// OnClose implements transport.Handler.
-func (cl *Client) OnClose(err error) {
+// onClose makes the client leave once its connection is closed (the
+// transport's OnClose).
+func (cl *Client) onClose(err error) {
 	s := cl.srv
 	s.conns.Add(-1)
 	cl.slot.release()

@@ -251,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if !upgraded {
 			// Refused by the hook, a failed upgrade, or a panic in the
-			// hook: give the place back. Once upgraded, OnClose does.
+			// hook: give the place back. Once upgraded, onClose does.
 			sl.release()
 		}
 	}()
@@ -276,8 +276,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cl := newClient(s, reply.UserID)
 	cl.meta = reply.Meta
-	cl.slot = sl // released by OnClose
-	conn, err := s.acc.Upgrade(w, r, cl)
+	cl.slot = sl // released by onClose
+	conn, err := s.acc.Upgrade(w, r, transportHandler{cl})
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
