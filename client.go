@@ -192,6 +192,14 @@ func (cl *Client) deliver(id string, data []byte) bool {
 	return true
 }
 
+// readyFrame is a frame becomeReady writes; keep says whether it is a
+// directed message the broker no longer holds (not numbered), to be kept
+// for the client's mailbox if it cannot be handed to the transport.
+type readyFrame struct {
+	frame []byte
+	keep  bool
+}
+
 // becomeReady writes the welcome, the kept mail and whatever was queued
 // meanwhile, in that order, and then lets writes go straight through. For
 // a client that acknowledges, the mail is numbered, and a numbered message
@@ -199,17 +207,23 @@ func (cl *Client) deliver(id string, data []byte) bool {
 // messages queued for another client id (the one of a resume that failed)
 // are not written: it returns those that are not numbered, for the caller
 // to send on (the numbered ones are kept by the broker).
+//
+// When the connection fails meanwhile (it is slow, or closed: by its peer,
+// or by a newer connection resuming the same session), the directed
+// messages not yet handed to the transport are kept in leftovers, which
+// finish sends back to the client's mailbox for its next resume; numbered
+// ones stay in the broker until acknowledged.
 func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) (misrouted []queued) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	frames := make([][]byte, 0, 1+len(mail)+len(cl.pending))
-	frames = append(frames, welcome)
+	frames := make([]readyFrame, 0, 1+len(mail)+len(cl.pending))
+	frames = append(frames, readyFrame{frame: welcome})
 	for _, m := range mail {
 		if !cl.acked.Load() {
-			frames = append(frames, m.Data)
+			frames = append(frames, readyFrame{frame: m.Data, keep: true})
 			continue
 		}
-		frames = append(frames, protocol.AppendNumbered(nil, m.Seq, m.Data))
+		frames = append(frames, readyFrame{frame: protocol.AppendNumbered(nil, m.Seq, m.Data)})
 		cl.lastSeq = max(cl.lastSeq, m.Seq)
 	}
 	for _, q := range cl.pending {
@@ -225,21 +239,27 @@ func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) (misrouted []q
 			}
 			cl.lastSeq = q.seq
 		}
-		frames = append(frames, q.frame)
+		frames = append(frames, readyFrame{frame: q.frame, keep: q.id != "" && q.seq == 0})
 	}
 	cl.pending = nil
-	for _, f := range frames {
-		if err := cl.conn.WriteText(f); err != nil {
-			if errors.Is(err, transport.ErrSlow) {
-				// Counted here, once: the close that follows
-				// reports ErrSlow again, and onClose sees the
-				// reason set.
-				cl.markSlowLocked()
-				cl.closing.Store(true)
-				cl.conn.Abort(err)
-			}
-			break
+	for i, f := range frames {
+		err := cl.conn.WriteText(f.frame)
+		if err == nil {
+			continue
 		}
+		if errors.Is(err, transport.ErrSlow) {
+			// Counted here, once: the close that follows reports
+			// ErrSlow again, and onClose sees the reason set.
+			cl.markSlowLocked()
+			cl.conn.Abort(err)
+		}
+		cl.closing.Store(true)
+		for _, rest := range frames[i:] {
+			if rest.keep {
+				cl.leftovers = append(cl.leftovers, slices.Clone(rest.frame))
+			}
+		}
+		break
 	}
 	cl.ready.Store(true)
 	return misrouted

@@ -2,12 +2,14 @@ package rocket_test
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/internal/redistest"
 )
 
 // TestConcurrentResumesLeaveOneConnection: connections resuming one session
@@ -75,5 +77,149 @@ func TestConcurrentResumesLeaveOneConnection(t *testing.T) {
 	}
 	if c := n.srv.ClientCount(); c != 1 {
 		t.Fatalf("ClientCount = %d, want 1", c)
+	}
+}
+
+// TestRacingResumesLoseNoMail: two connections resume a session holding 20
+// messages at the same moment on one node, 25 times over; one of them is
+// closed ("replaced by a newer connection"), and between the two of them
+// (and the next resume, for what the closed one left in the mailbox) every
+// message arrives once, each connection's in order. Before, the connection
+// closed during its welcome dropped the mail it had taken.
+func TestRacingResumesLoseNoMail(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		testRacingResumes(t, startNode(t, rocket.Config{}, nil))
+	})
+	t.Run("redis", func(t *testing.T) {
+		rs := redistest.Start(t)
+		testRacingResumes(t, startRedisNode(t, rs, clusterPrefix(t), rocket.Config{}))
+	})
+}
+
+func testRacingResumes(t *testing.T, n *node) {
+	first := dial(t, n.url, "")
+	id, session := first.welcome.Client, first.welcome.Session
+	first.ws.CloseNow()
+	waitGone(t, n, id)
+
+	const rounds, perRound = 25, 20
+	seen := make(map[int]int) // message number -> times received
+	next := 0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// readConn reads messages {"n":i} from ws until it is closed or it
+	// has read the marker {"n":-1}, checking their order.
+	readConn := func(ws *websocket.Conn) (marker bool) {
+		last := -1
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, wait)
+			_, data, err := ws.Read(rctx)
+			rcancel()
+			if err != nil {
+				return false
+			}
+			var m struct {
+				N *int `json:"n"`
+			}
+			if json.Unmarshal(data, &m) != nil || m.N == nil {
+				continue // the welcome
+			}
+			if *m.N == -1 {
+				return true
+			}
+			if *m.N <= last {
+				t.Errorf("message %d after %d on one connection", *m.N, last)
+			}
+			last = *m.N
+			seen[*m.N]++
+		}
+	}
+	for range rounds {
+		for range perRound {
+			if err := n.srv.Send(ctx, id, map[string]int{"n": next}); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			next++
+		}
+		var conns [2]*websocket.Conn
+		var wg sync.WaitGroup
+		for i := range conns {
+			wg.Go(func() {
+				ws, _, err := websocket.Dial(ctx, n.url+"?session="+session, nil)
+				if err != nil {
+					t.Errorf("dial: %v", err)
+					return
+				}
+				conns[i] = ws
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		// Once one connection is left, the marker follows the mail to it.
+		eventually(t, func() error {
+			if cl := n.srv.Client(id); cl == nil || n.srv.ClientCount() != 1 {
+				return notYet("no single client yet")
+			}
+			return nil
+		})
+		var markers int
+		var rwg sync.WaitGroup
+		var mu sync.Mutex
+		for _, ws := range conns {
+			rwg.Go(func() {
+				got := readConn(ws)
+				mu.Lock()
+				if got {
+					markers++
+				}
+				mu.Unlock()
+			})
+		}
+		// The replaced connection may still be finishing: the marker is
+		// sent once the winner is ready.
+		time.Sleep(50 * time.Millisecond)
+		if err := n.srv.Send(ctx, id, map[string]int{"n": -1}); err != nil {
+			t.Fatalf("Send marker: %v", err)
+		}
+		// The winner stops at the marker; the loser at its close.
+		done := make(chan struct{})
+		go func() { rwg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * wait):
+			t.Fatal("connections still reading")
+		}
+		for _, ws := range conns {
+			ws.CloseNow()
+		}
+		if markers != 1 {
+			t.Fatalf("marker read by %d connections, want 1", markers)
+		}
+		waitGone(t, n, id)
+	}
+	// What a replaced connection left is in the mailbox: a last resume
+	// gets it.
+	last := dial(t, n.url, session)
+	if err := n.srv.Send(ctx, id, map[string]int{"n": -1}); err != nil {
+		t.Fatalf("Send marker: %v", err)
+	}
+	if !readConn(last.ws) {
+		t.Fatal("the last resume did not get the marker")
+	}
+	last.ws.CloseNow()
+	lost, dup := 0, 0
+	for i := range next {
+		switch seen[i] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			dup++
+		}
+	}
+	if lost > 0 || dup > 0 {
+		t.Fatalf("%d of %d messages lost, %d received twice", lost, next, dup)
 	}
 }
