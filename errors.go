@@ -3,28 +3,30 @@ package rocket
 import (
 	"errors"
 	"fmt"
+	"github.com/rocket-go/rocket/internal/protocol"
 )
 
 // Error codes sent to clients in error frames and error replies. The wire
-// protocol (docs/protocol.md) lists when each is used.
+// protocol (docs/protocol.md) lists when each is used; the strings are
+// defined once, in the package that writes the frames.
 const (
-	// CodeBadFrame: the frame is not valid JSON or not a valid command frame.
-	CodeBadFrame = "bad_frame"
-	// CodeUnknownAction: no action is registered under the command's name.
-	CodeUnknownAction = "unknown_action"
-	// CodeBadArgs: the arguments do not fit the action.
-	CodeBadArgs = "bad_args"
-	// CodeActionFailed: the action returned an error or panicked.
-	CodeActionFailed = "action_failed"
-	// CodeRateLimited: the client sent more commands than its rate allows.
-	CodeRateLimited = "rate_limited"
-	// CodeTooLarge: the frame is over a size, depth or command-count limit.
-	CodeTooLarge = "too_large"
-	// CodeUnauthorized: the client may not do this.
-	CodeUnauthorized = "unauthorized"
-	// CodeInternal: Rocket itself failed, for example the broker is down
+	// CodeBadFrame ("bad_frame"): the frame is not valid JSON or not a valid command frame.
+	CodeBadFrame = protocol.CodeBadFrame
+	// CodeUnknownAction ("unknown_action"): no action is registered under the command's name.
+	CodeUnknownAction = protocol.CodeUnknownAction
+	// CodeBadArgs ("bad_args"): the arguments do not fit the action.
+	CodeBadArgs = protocol.CodeBadArgs
+	// CodeActionFailed ("action_failed"): the action returned an error or panicked.
+	CodeActionFailed = protocol.CodeActionFailed
+	// CodeRateLimited ("rate_limited"): the client sent more commands than its rate allows.
+	CodeRateLimited = protocol.CodeRateLimited
+	// CodeTooLarge ("too_large"): the frame is over a size, depth or command-count limit.
+	CodeTooLarge = protocol.CodeTooLarge
+	// CodeUnauthorized ("unauthorized"): the client may not do this.
+	CodeUnauthorized = protocol.CodeUnauthorized
+	// CodeInternal ("internal_error"): Rocket itself failed, for example the broker is down
 	// (an action returned an error wrapping ErrUnavailable).
-	CodeInternal = "internal_error"
+	CodeInternal = protocol.CodeInternal
 )
 
 // Error is an error that reaches the client as it is: an action that

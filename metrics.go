@@ -253,3 +253,38 @@ func (b instrumented) ForgetUser(ctx context.Context, userID, reason string) ([]
 	b.observe("forget_user", start, err)
 	return clients, err
 }
+
+func (b instrumented) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
+	start := time.Now()
+	id, err := b.Broker.RegisterServer(ctx, h)
+	b.observe("register_server", start, err)
+	return id, err
+}
+
+func (b instrumented) UnregisterServer(ctx context.Context, serverID string) error {
+	start := time.Now()
+	err := b.Broker.UnregisterServer(ctx, serverID)
+	b.observe("unregister_server", start, err)
+	return err
+}
+
+func (b instrumented) Forget(ctx context.Context, clientID string) error {
+	start := time.Now()
+	err := b.Broker.Forget(ctx, clientID)
+	b.observe("forget", start, err)
+	return err
+}
+
+func (b instrumented) Lookup(ctx context.Context, clientID string) (broker.Client, error) {
+	start := time.Now()
+	c, err := b.Broker.Lookup(ctx, clientID)
+	b.observe("lookup", start, err)
+	return c, err
+}
+
+func (b instrumented) Stats(ctx context.Context) (broker.Stats, error) {
+	start := time.Now()
+	st, err := b.Broker.Stats(ctx)
+	b.observe("stats", start, err)
+	return st, err
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/internal/transport"
 )
 
 // CloseUserDisconnected is the WebSocket close code of the connections
@@ -17,10 +18,6 @@ import (
 // gets a new session (and must pass the connect hook again). rocket.js does
 // not reconnect after it.
 const CloseUserDisconnected = 4001
-
-// maxCloseReason is the most bytes of a close reason sent (a close frame's
-// payload is at most 125 bytes, two of them the code).
-const maxCloseReason = 120
 
 // defaultDisconnectReason is the close reason of DisconnectUser when none
 // is given.
@@ -182,13 +179,14 @@ func (s *Server) DisconnectUser(ctx context.Context, userID, reason string) (int
 }
 
 // closeReason returns reason, or the default one, as valid UTF-8 of at
-// most maxCloseReason bytes.
+// most transport.MaxCloseReason bytes (the cut the close frame gets), so
+// that the reason the broker carries to other servers is the one sent.
 func closeReason(reason string) string {
 	reason = strings.ToValidUTF8(reason, "")
 	if reason == "" {
 		return defaultDisconnectReason
 	}
-	return cutUTF8(reason, maxCloseReason)
+	return transport.CloseReason(reason)
 }
 
 // Kick closes a local client that the broker forgot (DisconnectUser on

@@ -650,7 +650,7 @@ func (c *Conn) Close(code int, reason string) {
 	if c.closing.Swap(true) {
 		return
 	}
-	reason = closeReason(reason)
+	reason = CloseReason(reason)
 	// No more output from now on; what was taken goes before the close
 	// frame.
 	c.stopOutput()
@@ -671,17 +671,18 @@ func (c *Conn) Close(code int, reason string) {
 	closeFrame()
 }
 
-// maxCloseReason is the most bytes of a close reason: a close frame's
+// MaxCloseReason is the most bytes of a close reason, the one bound Rocket
+// applies to every close reason it sends: a close frame's
 // payload is at most 125 bytes, two of them the code.
-const maxCloseReason = 123
+const MaxCloseReason = 123
 
-// closeReason cuts reason to fit a close frame, on a rune boundary (the
+// CloseReason cuts reason to fit a close frame, on a rune boundary (the
 // reason must be valid UTF-8).
-func closeReason(reason string) string {
-	if len(reason) <= maxCloseReason {
+func CloseReason(reason string) string {
+	if len(reason) <= MaxCloseReason {
 		return reason
 	}
-	n := maxCloseReason
+	n := MaxCloseReason
 	for n > 0 && !utf8.RuneStart(reason[n]) {
 		n--
 	}

@@ -261,12 +261,12 @@ func testSlowPeerOverflows(t *testing.T, secure bool) {
 
 func TestCloseReasonFitsAndStaysUTF8(t *testing.T) {
 	for _, in := range []string{"", "bye", strings.Repeat("a", 200), strings.Repeat("é", 100), "a" + strings.Repeat("€", 60)} {
-		got := closeReason(in)
-		if len(got) > maxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(in, got) {
-			t.Errorf("closeReason(%d bytes) = %d bytes %q", len(in), len(got), got)
+		got := CloseReason(in)
+		if len(got) > MaxCloseReason || !utf8.ValidString(got) || !strings.HasPrefix(in, got) {
+			t.Errorf("CloseReason(%d bytes) = %d bytes %q", len(in), len(got), got)
 		}
-		if len(in) <= maxCloseReason && got != in {
-			t.Errorf("closeReason(%q) = %q, want it unchanged", in, got)
+		if len(in) <= MaxCloseReason && got != in {
+			t.Errorf("CloseReason(%q) = %q, want it unchanged", in, got)
 		}
 	}
 }
