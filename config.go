@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rocket-go/rocket/broker"
+	"github.com/rocket-go/rocket/internal/protocol"
 )
 
 // Config configures a Server. The zero value of every field means the
@@ -118,26 +119,54 @@ type Config struct {
 	TrustedProxies []string
 }
 
+// defaults holds the default of each Config field that has one, the one
+// definition of them (the field docs state them; cmd/rocket's flags take
+// them from DefaultConfig). MaxInputBytes defaults to 4 × MaxFrameBytes.
+var defaults = Config{
+	MaxFrameBytes:       64 << 10,
+	MaxDepth:            protocol.DefaultMaxDepth,
+	MaxCommandsPerFrame: protocol.DefaultMaxCommands,
+	CommandRate:         50,
+	CommandBurst:        100,
+	MaxRateLimited:      1000,
+	MaxPendingBytes:     1 << 20,
+	PingInterval:        25 * time.Second,
+	PongTimeout:         10 * time.Second,
+	MailboxSize:         broker.DefaultMailboxSize,
+	MailboxBytes:        broker.DefaultMailboxBytes,
+	MailboxTTL:          broker.DefaultMailboxTTL,
+}
+
+// DefaultConfig returns the values New gives to a Config's zero fields:
+// every limit and interval with a default, MaxInputBytes (4 ×
+// MaxFrameBytes) included. Logger and Broker are nil (New uses
+// slog.Default and an in-memory broker), and the caps that default to
+// none (MaxConnections, MaxConnectionsPerIP) are zero.
+func DefaultConfig() Config {
+	d := defaults
+	d.MaxInputBytes = 4 * d.MaxFrameBytes
+	return d
+}
+
 // withDefaults returns cfg with zero fields set to their defaults, or an
 // error describing the first invalid field.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	setDefault(&cfg.MaxFrameBytes, 64<<10)
-	setDefault(&cfg.MaxDepth, 32)
-	setDefault(&cfg.MaxCommandsPerFrame, 100)
-	if cfg.CommandRate == 0 {
-		cfg.CommandRate = 50
-	}
-	setDefault(&cfg.CommandBurst, 100)
-	setDefault(&cfg.MaxRateLimited, 1000)
-	setDefault(&cfg.MaxPendingBytes, 1<<20)
-	setDefault(&cfg.PingInterval, 25*time.Second)
-	setDefault(&cfg.PongTimeout, 10*time.Second)
-	setDefault(&cfg.MailboxSize, 128)
-	setDefault(&cfg.MailboxTTL, 2*time.Minute)
-	setDefault(&cfg.MailboxBytes, broker.DefaultMailboxBytes)
+	d := defaults
+	setDefault(&cfg.MaxFrameBytes, d.MaxFrameBytes)
+	setDefault(&cfg.MaxDepth, d.MaxDepth)
+	setDefault(&cfg.MaxCommandsPerFrame, d.MaxCommandsPerFrame)
+	setDefault(&cfg.CommandRate, d.CommandRate)
+	setDefault(&cfg.CommandBurst, d.CommandBurst)
+	setDefault(&cfg.MaxRateLimited, d.MaxRateLimited)
+	setDefault(&cfg.MaxPendingBytes, d.MaxPendingBytes)
+	setDefault(&cfg.PingInterval, d.PingInterval)
+	setDefault(&cfg.PongTimeout, d.PongTimeout)
+	setDefault(&cfg.MailboxSize, d.MailboxSize)
+	setDefault(&cfg.MailboxTTL, d.MailboxTTL)
+	setDefault(&cfg.MailboxBytes, d.MailboxBytes)
 
 	var errs []error
 	positive := func(name string, v int64) {
@@ -173,7 +202,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-func setDefault[T int | time.Duration](v *T, def T) {
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
 	if *v == 0 {
 		*v = def
 	}

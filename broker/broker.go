@@ -70,6 +70,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"time"
 )
 
 // Errors returned by brokers. Implementations wrap them with context;
@@ -103,9 +104,19 @@ type Checker interface {
 	Ready(ctx context.Context) error
 }
 
-// DefaultMailboxBytes is the default bound on the bytes of the messages
-// kept in one client's mailbox (the sum of their data), for every broker.
-const DefaultMailboxBytes = 1 << 20
+// Mailbox defaults of every broker (their Config types and rocket.Config
+// refer to these).
+const (
+	// DefaultMailboxSize is the default bound on the number of messages
+	// kept in one client's mailbox.
+	DefaultMailboxSize = 128
+	// DefaultMailboxBytes is the default bound on the bytes of the
+	// messages kept in one client's mailbox (the sum of their data).
+	DefaultMailboxBytes = 1 << 20
+	// DefaultMailboxTTL is how long an away client's session and mailbox
+	// are kept by default.
+	DefaultMailboxTTL = 2 * time.Minute
+)
 
 // Handler receives what a broker delivers to one registered server.
 //

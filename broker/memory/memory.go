@@ -44,13 +44,13 @@ import (
 const (
 	// DefaultMailboxSize is the number of messages kept per away client
 	// when Config.MailboxSize is zero.
-	DefaultMailboxSize = 128
+	DefaultMailboxSize = broker.DefaultMailboxSize
 	// DefaultMailboxBytes is the bound on the bytes kept per client when
 	// Config.MailboxBytes is zero.
 	DefaultMailboxBytes = broker.DefaultMailboxBytes
 	// DefaultMailboxTTL is how long an away client is kept when
 	// Config.MailboxTTL is zero.
-	DefaultMailboxTTL = 2 * time.Minute
+	DefaultMailboxTTL = broker.DefaultMailboxTTL
 
 	minSweepInterval = 10 * time.Millisecond
 	maxSweepInterval = 30 * time.Second

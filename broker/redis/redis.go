@@ -26,13 +26,13 @@ const (
 	DefaultPrefix = "rocket:"
 	// DefaultMailboxSize is the number of messages kept per away client
 	// when Config.MailboxSize is zero.
-	DefaultMailboxSize = 128
+	DefaultMailboxSize = broker.DefaultMailboxSize
 	// DefaultMailboxBytes is the bound on the bytes kept per client when
 	// Config.MailboxBytes is zero.
 	DefaultMailboxBytes = broker.DefaultMailboxBytes
 	// DefaultMailboxTTL is how long an away client can resume when
 	// Config.MailboxTTL is zero.
-	DefaultMailboxTTL = 2 * time.Minute
+	DefaultMailboxTTL = broker.DefaultMailboxTTL
 	// DefaultHeartbeatInterval is how often servers refresh their heartbeat
 	// when Config.HeartbeatInterval is zero.
 	DefaultHeartbeatInterval = time.Second

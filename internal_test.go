@@ -70,3 +70,18 @@ func TestEveryBrokerMethodInstrumented(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultConfig: DefaultConfig is what New makes of a zero Config.
+func TestDefaultConfig(t *testing.T) {
+	got, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Logger = nil
+	if want := DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Config{} with defaults:\n%+v\nDefaultConfig():\n%+v", got, want)
+	}
+	if d := DefaultConfig(); d.MaxFrameBytes != 64<<10 || d.MailboxSize != 128 || d.MaxInputBytes != 4*d.MaxFrameBytes {
+		t.Fatalf("DefaultConfig() = %+v, not the documented defaults", d)
+	}
+}
