@@ -25,19 +25,7 @@ func TestConcurrentResumesLeaveOneConnection(t *testing.T) {
 	const racers = 10
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conns := make([]*websocket.Conn, racers)
-	var wg sync.WaitGroup
-	for i := range conns {
-		wg.Go(func() {
-			ws, _, err := websocket.Dial(ctx, n.url+"?session="+session, nil)
-			if err != nil {
-				t.Errorf("dial: %v", err)
-				return
-			}
-			conns[i] = ws
-		})
-	}
-	wg.Wait()
+	conns := resumeAtOnce(t, ctx, n.url, session, racers)
 	defer func() {
 		for _, ws := range conns {
 			if ws != nil {
@@ -141,19 +129,7 @@ func testRacingResumes(t *testing.T, n *node) {
 			}
 			next++
 		}
-		var conns [2]*websocket.Conn
-		var wg sync.WaitGroup
-		for i := range conns {
-			wg.Go(func() {
-				ws, _, err := websocket.Dial(ctx, n.url+"?session="+session, nil)
-				if err != nil {
-					t.Errorf("dial: %v", err)
-					return
-				}
-				conns[i] = ws
-			})
-		}
-		wg.Wait()
+		conns := resumeAtOnce(t, ctx, n.url, session, 2)
 		if t.Failed() {
 			return
 		}
@@ -222,4 +198,23 @@ func testRacingResumes(t *testing.T, n *node) {
 	if lost > 0 || dup > 0 {
 		t.Fatalf("%d of %d messages lost, %d received twice", lost, next, dup)
 	}
+}
+
+// resumeAtOnce dials n connections resuming session at the same moment; a
+// failed dial is a test error and leaves a nil connection.
+func resumeAtOnce(t *testing.T, ctx context.Context, url, session string, n int) []*websocket.Conn {
+	conns := make([]*websocket.Conn, n)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			ws, _, err := websocket.Dial(ctx, url+"?session="+session, nil)
+			if err != nil {
+				t.Errorf("dial: %v", err)
+				return
+			}
+			conns[i] = ws
+		})
+	}
+	wg.Wait()
+	return conns
 }
