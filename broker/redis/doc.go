@@ -149,7 +149,11 @@
 //	P server:<id>:clients      set     ids of the clients the server holds
 //	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries,
 //	                                   "<client id>#<seq> <data>" for clients that acknowledge,
-//	                                   and " <client id> <reason>" kicks (see Users)
+//	                                   and " <client id> <reason>" kicks (see Users); encoded
+//	                                   and decoded in one place in Go (entry.go) and one in
+//	                                   Lua (luaEntry), unchanged across releases so far, so
+//	                                   nodes of two releases share a cluster during a
+//	                                   rolling restart
 //	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
 //	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
 //	                                   secret: the secret itself is never stored), user (the

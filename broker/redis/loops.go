@@ -143,29 +143,22 @@ func (b *Broker) consume(s *server) {
 		out.ok()
 		bo.reset()
 		var last map[string]uint64 // per acknowledging client, its last number
-		for _, e := range entries {
-			id, data, ok := strings.Cut(e, " ")
-			if !ok {
-				b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(e))
-				continue
-			}
-			if id == "" { // a kick from ForgetUser (users.go)
-				b.kick(s, data)
-				continue
-			}
-			var seq uint64
-			if i := strings.IndexByte(id, '#'); i >= 0 { // "<id>#<seq>"
-				if seq, err = strconv.ParseUint(id[i+1:], 10, 64); err != nil {
-					b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(e))
-					continue
-				}
-				id = id[:i]
+		for _, raw := range entries {
+			e, ok := decodeEntry(raw)
+			switch {
+			case !ok:
+				b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(raw))
+			case e.kind == entryKick: // from ForgetUser (users.go)
+				b.kick(s, e.id, e.data)
+			case e.kind == entryNumbered:
 				if last == nil {
 					last = make(map[string]uint64)
 				}
-				last[id] = seq
+				last[e.id] = e.seq
+				s.h.Deliver(e.id, e.seq, []byte(e.data))
+			default:
+				s.h.Deliver(e.id, 0, []byte(e.data))
 			}
-			s.h.Deliver(id, seq, []byte(data))
 		}
 		if last != nil {
 			b.delivered(s, last)

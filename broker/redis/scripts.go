@@ -43,6 +43,32 @@ local function inbox_key(sid) return P .. 'inbox:' .. sid end
 local function user_key(uid) return P .. 'user:' .. uid .. ':clients' end
 `
 
+// luaEntry writes and reads inbox entries, the one place in Lua that
+// knows their encoding (entry.go has the same in Go; doc.go documents it).
+const luaEntry = `
+local function entry_message(id, data) return id .. ' ' .. data end
+local function entry_numbered(id, seq, data) return id .. '#' .. seq .. ' ' .. data end
+local function entry_kick(id, reason) return ' ' .. id .. ' ' .. reason end
+-- parse_entry returns the kind of entry e ('message', 'numbered' or
+-- 'kick'), the client id, the number (numbered only) and the data (the
+-- reason of a kick); nothing for a malformed entry.
+local function parse_entry(e)
+  local sp = string.find(e, ' ', 1, true)
+  if not sp then return nil end
+  if sp == 1 then
+    local sp2 = string.find(e, ' ', 2, true)
+    if not sp2 then return nil end
+    return 'kick', string.sub(e, 2, sp2 - 1), nil, string.sub(e, sp2 + 1)
+  end
+  local id = string.sub(e, 1, sp - 1)
+  local hash = string.find(id, '#', 1, true)
+  if hash then
+    return 'numbered', string.sub(id, 1, hash - 1), string.sub(id, hash + 1), string.sub(e, sp + 1)
+  end
+  return 'message', id, nil, string.sub(e, sp + 1)
+end
+`
+
 const luaRaiseCounter = `
 -- raise_counter makes the id counter name at least n, if id is decimal.
 local function raise_counter(name, id)
@@ -151,14 +177,14 @@ local function deliver(id, srv, au, acked, data, size, maxb)
     local seq = int(redis.call('HINCRBY', client_key(id), 'seq', 1))
     bound_mail(id, size, maxb, true, au, redis.call('RPUSH', mail_key(id), seq .. ' ' .. data), #data)
     if srv == '' then return 2 end
-    redis.call('RPUSH', inbox_key(srv), id .. '#' .. seq .. ' ' .. data)
+    redis.call('RPUSH', inbox_key(srv), entry_numbered(id, seq, data))
     return 1
   end
   if srv == '' then
     bound_mail(id, size, maxb, false, au, redis.call('RPUSH', mail_key(id), data), #data)
     return 2
   end
-  redis.call('RPUSH', inbox_key(srv), id .. ' ' .. data)
+  redis.call('RPUSH', inbox_key(srv), entry_message(id, data))
   return 1
 end
 `
@@ -414,16 +440,14 @@ local entries = redis.call('LRANGE', ik, 0, -1)
 redis.call('DEL', ik)
 local ids, data, where, until_ = {}, {}, {}, {}
 for _, e in ipairs(entries) do
-  local sp = string.find(e, ' ', 1, true)
-  if sp then
-    local id = string.sub(e, 1, sp - 1)
-    local hash = string.find(id, '#', 1, true)
-    if hash then
-      id = string.sub(id, 1, hash - 1)
-    else
-      ids[#ids + 1] = id
-      data[#data + 1] = string.sub(e, sp + 1)
-    end
+  -- A kick is for a connection of this dead server: nothing to do. A
+  -- numbered message stays in its client's mailbox until acknowledged.
+  local kind, id, _, d = parse_entry(e)
+  if kind == 'message' then
+    ids[#ids + 1] = id
+    data[#data + 1] = d
+  end
+  if kind == 'message' or kind == 'numbered' then
     if where[id] == nil then
       local srv, au = state(id, now)
       if srv == sid then
@@ -449,7 +473,7 @@ for id, added in pairs(touched) do bound_mail(id, size, maxb, false, until_[id],
 for i = 1, #ids do
   local srv = where[ids[i]]
   if srv and srv ~= '' then
-    redis.call('RPUSH', inbox_key(srv), ids[i] .. ' ' .. data[i])
+    redis.call('RPUSH', inbox_key(srv), entry_message(ids[i], data[i]))
     moved = moved + 1
   end
 end
@@ -494,10 +518,16 @@ take_client(id, srv, sid)
 local mk = mail_key(id)
 local mail = redis.call('LRANGE', mk, 0, -1)
 local ik = inbox_key(sid)
--- The mail of a client that acknowledges, "<seq> <data>", goes as
--- "<id>#<seq> <data>" and stays kept.
-local sep = acked and '#' or ' '
-for _, m in ipairs(mail) do redis.call('RPUSH', ik, id .. sep .. m) end
+-- The mail of a client that acknowledges, "<seq> <data>", goes numbered
+-- and stays kept.
+for _, m in ipairs(mail) do
+  local e = entry_message(id, m)
+  if acked then
+    local sp = string.find(m, ' ', 1, true)
+    e = entry_numbered(id, string.sub(m, 1, sp - 1), string.sub(m, sp + 1))
+  end
+  redis.call('RPUSH', ik, e)
+end
 if not acked then
   redis.call('DEL', mk)
   redis.call('HDEL', ck, 'mail_bytes')
@@ -533,11 +563,11 @@ func newScripts() (*scripts, []string) {
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),
 		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
-		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaMailBytes, luaBoundMail, luaDeliver),
+		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaMailBytes, luaBoundMail, luaEntry, luaDeliver),
 		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
 		deadServers:  mk(luaDeadServers, luaNow, luaInt),
-		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence),
-		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient),
+		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence, luaEntry),
+		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient, luaEntry),
 	}
 	// Presence (presence.go).
 	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
@@ -545,7 +575,7 @@ func newScripts() (*scripts, []string) {
 	// Users (users.go).
 	userHelpers := []string{luaNow, luaInt, luaKeys, luaExpire, luaState, luaUserClients}
 	s.userClients = mk(luaUserClientsList, userHelpers...)
-	s.sendUser = mk(luaSendUser, append(userHelpers, luaMailBytes, luaBoundMail, luaDeliver)...)
-	s.forgetUser = mk(luaForgetUser, userHelpers...)
+	s.sendUser = mk(luaSendUser, append(userHelpers, luaMailBytes, luaBoundMail, luaEntry, luaDeliver)...)
+	s.forgetUser = mk(luaForgetUser, append(userHelpers, luaEntry)...)
 	return s, srcs
 }

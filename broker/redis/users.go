@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/redis/rueidis"
 
@@ -92,7 +91,7 @@ for _, c in ipairs(user_clients(uid, now_ms())) do
   local id, srv = c[1], c[2]
   if srv ~= '' then
     redis.call('SREM', set_key(srv), id)
-    redis.call('RPUSH', inbox_key(srv), ' ' .. id .. ' ' .. reason)
+    redis.call('RPUSH', inbox_key(srv), entry_kick(id, reason))
   end
   redis.call('DEL', client_key(id), mail_key(id))
   redis.call('ZREM', AWAY, id)
@@ -172,11 +171,9 @@ func (b *Broker) userScript(op, userID string, r rueidis.RedisResult) ([]broker.
 	return out, nil
 }
 
-// kick handles a kick entry of the inbox of s ("<client id> <reason>",
-// the entry without its leading space): the client is no longer s's to
-// reclaim, and s's Handler is asked to close it.
-func (b *Broker) kick(s *server, entry string) {
-	id, reason, _ := strings.Cut(entry, " ")
+// kick handles a kick entry of the inbox of s: the client id is no
+// longer s's to reclaim, and s's Handler is asked to close it.
+func (b *Broker) kick(s *server, id, reason string) {
 	b.mu.Lock()
 	delete(s.clients, id)
 	b.mu.Unlock()
