@@ -217,7 +217,13 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Broker returns the server's broker.
+// Broker returns the broker the server uses: Config.Broker, or the
+// in-memory broker New created when it was nil (which Shutdown closes),
+// wrapped so that every call is timed and its failures counted in the
+// server's metrics. Calls made through it are the server's own: use it to
+// read (Lookup, Stats, Presence), not to change what the server relies
+// on (RegisterServer, UnregisterServer, Close belong to Start and
+// Shutdown).
 func (s *Server) Broker() broker.Broker { return s.broker }
 
 // ServeHTTP accepts a WebSocket connection: it checks the origin and the
