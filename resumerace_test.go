@@ -91,6 +91,7 @@ func testRacingResumes(t *testing.T, n *node) {
 	waitGone(t, n, id)
 
 	const rounds, perRound = 25, 20
+	var mu sync.Mutex         // guards seen: both connections' readers count in it
 	seen := make(map[int]int) // message number -> times received
 	next := 0
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -119,7 +120,9 @@ func testRacingResumes(t *testing.T, n *node) {
 				t.Errorf("message %d after %d on one connection", *m.N, last)
 			}
 			last = *m.N
+			mu.Lock()
 			seen[*m.N]++
+			mu.Unlock()
 		}
 	}
 	for range rounds {
@@ -142,7 +145,6 @@ func testRacingResumes(t *testing.T, n *node) {
 		})
 		var markers int
 		var rwg sync.WaitGroup
-		var mu sync.Mutex
 		for _, ws := range conns {
 			rwg.Go(func() {
 				got := readConn(ws)
@@ -153,8 +155,13 @@ func testRacingResumes(t *testing.T, n *node) {
 				mu.Unlock()
 			})
 		}
-		// The replaced connection may still be finishing: the marker is
-		// sent once the winner is ready.
+		// The marker is sent after a pause, not as soon as the replaced
+		// connection closes: a message sent while that connection's
+		// leftovers are on their way back to the mailbox lands ahead of
+		// them (a known gap, docs/design.md: sent at once, 57 of 500
+		// messages came after the marker on Redis, none lost). This
+		// test checks that none is lost, and the order outside that
+		// window.
 		time.Sleep(50 * time.Millisecond)
 		if err := n.srv.Send(ctx, id, map[string]int{"n": -1}); err != nil {
 			t.Fatalf("Send marker: %v", err)
