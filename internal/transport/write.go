@@ -1,0 +1,193 @@
+package transport
+
+// Writing: the output buffer, text framing, batching of the replies to one
+// read, flushing to the socket, and pings.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/rocket-go/rocket/internal/nbio"
+	"github.com/rocket-go/rocket/internal/nbio/nbhttp/websocket"
+)
+
+// maxFlushDelay bounds how long output written while the connection's
+// messages are being handled waits for them all to be handled (an action
+// that runs long, or a later message that does, must not hold back what was
+// written before).
+const maxFlushDelay = time.Millisecond
+
+// WriteText writes one text message. It never blocks on the network; it
+// returns ErrSlow when the peer's pending output is over the limit, and
+// ErrClosed once the connection is closing or closed.
+func (c *Conn) WriteText(data []byte) error {
+	c.wmu.Lock()
+	if c.wclosed {
+		c.wmu.Unlock()
+		return ErrClosed
+	}
+	if c.wbuf == nil {
+		c.wbuf = c.a.getBuf()
+	}
+	if max := c.a.cfg.MaxPendingBytes; max > 0 && len(*c.wbuf)+len(data) > max {
+		c.wmu.Unlock()
+		return ErrSlow
+	}
+	*c.wbuf = appendTextFrame(*c.wbuf, data)
+	schedule := false
+	switch {
+	case c.queued:
+		// A flusher will write it.
+	case c.batch.Load() > 0:
+		// The read's last job will write it, or the timer if that
+		// takes long.
+		if !c.armed {
+			c.armed = true
+			if c.timer == nil {
+				c.timer = time.AfterFunc(maxFlushDelay, c.flush)
+			} else {
+				c.timer.Reset(maxFlushDelay)
+			}
+		}
+	default:
+		c.queued = true
+		schedule = true
+	}
+	c.wmu.Unlock()
+	switch {
+	case !schedule:
+	case c.nbc != nil:
+		c.a.schedule(c)
+	default:
+		// A blocking write (TLS) must not hold up a flusher: the
+		// connection gets a writer goroutine while it has output.
+		c.a.writers.Go(c.flush)
+	}
+	return nil
+}
+
+// appendTextFrame appends data as one unmasked, final text frame.
+func appendTextFrame(b, data []byte) []byte {
+	const finText = 0x81
+	switch n := len(data); {
+	case n < 126:
+		b = append(b, finText, byte(n))
+	case n <= 0xffff:
+		b = append(b, finText, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, data...)
+}
+
+// schedule queues c for a flusher; once the acceptor is stopped, it
+// flushes c at once.
+func (a *Acceptor) schedule(c *Conn) {
+	if !a.flushq.push(c) {
+		c.flush()
+	}
+}
+
+// endBatch is the last job of a read: it flushes the replies.
+func (c *Conn) endBatch() {
+	defer c.nbc.DoneInput(nbio.InputJobOverhead)
+	c.release(true)
+}
+
+// release ends one read's batch; the last one out flushes the output
+// written meanwhile, itself (now) or through a flusher.
+func (c *Conn) release(now bool) {
+	if c.batch.Add(-1) > 0 {
+		return
+	}
+	c.wmu.Lock()
+	flush := !c.queued && c.wbuf != nil && len(*c.wbuf) > 0
+	if flush && !now {
+		c.queued = true
+	}
+	c.wmu.Unlock()
+	switch {
+	case flush && now:
+		c.flush()
+	case flush:
+		c.a.schedule(c)
+	}
+}
+
+// flush hands the buffered output to the socket in one write.
+func (c *Conn) flush() {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	c.wmu.Lock()
+	buf := c.wbuf
+	c.wbuf = nil
+	c.queued = false
+	if c.armed {
+		c.armed = false
+		c.timer.Stop()
+	}
+	c.wmu.Unlock()
+	if buf == nil {
+		return
+	}
+	switch {
+	case len(*buf) == 0:
+	case c.nbc != nil:
+		// nbio copies what the kernel does not take at once; on overflow
+		// it closes the connection, and OnClose reports ErrSlow.
+		_, _ = c.nbc.Write(*buf)
+	default:
+		c.writeBlocking(*buf)
+	}
+	c.a.putBuf(buf)
+}
+
+// writeBlocking writes to a connection nbio serves in blocking mode (TLS),
+// bounded in time: a peer that takes nothing for the idle timeout is
+// closed as slow.
+func (c *Conn) writeBlocking(b []byte) {
+	nc := c.ws.UnderlayerConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(c.a.blockingWriteTimeout()))
+	if _, err := nc.Write(b); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = ErrSlow
+		}
+		c.Abort(err)
+	}
+}
+
+// blockingWriteTimeout bounds one write to a blocking-mode connection.
+func (a *Acceptor) blockingWriteTimeout() time.Duration {
+	if a.cfg.IdleTimeout > 0 {
+		return a.cfg.IdleTimeout
+	}
+	return 30 * time.Second
+}
+
+// Ping writes a ping frame, unless the connection is closing.
+func (c *Conn) Ping() error {
+	if c.closing.Load() {
+		return ErrClosed
+	}
+	return c.write(websocket.PingMessage, nil)
+}
+
+func (c *Conn) write(mt websocket.MessageType, data []byte) error {
+	err := c.ws.WriteMessage(mt, data)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, nbio.ErrOverflow):
+		return ErrSlow
+	case errors.Is(err, net.ErrClosed):
+		return ErrClosed
+	default:
+		return fmt.Errorf("transport: write: %w", err)
+	}
+}
