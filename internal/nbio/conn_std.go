@@ -160,6 +160,11 @@ func (c *Conn) readUDP(b []byte) (int, error) {
 	return nread, err
 }
 
+// Pending returns how many bytes written to c are held by nbio because the
+// kernel did not take them yet: always 0 here, where Write blocks until the
+// net.Conn has taken them.
+func (c *Conn) Pending() int { return 0 }
+
 // Write wraps net.Conn.Write.
 //
 //go:norace

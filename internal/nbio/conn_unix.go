@@ -800,6 +800,20 @@ func (c *Conn) writev(in [][]byte) (int, error) {
 // }
 // }
 
+// Pending returns how many bytes written to c are held by nbio because the
+// kernel did not take them yet (c's write list, bounded by
+// Config.MaxWriteBufferSize); 0 once c is closed, when they are dropped. It
+// is a snapshot, taken under c's lock, and safe for concurrent use. Files
+// queued for sendfile are not counted.
+func (c *Conn) Pending() int {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	if c.closed {
+		return 0
+	}
+	return c.left
+}
+
 // flush cached data to the fd when writing available.
 //
 //go:norace

@@ -5,6 +5,7 @@ package nbio
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -252,4 +253,40 @@ func TestPatchPausedConnectionReset(t *testing.T) {
 	_ = client.(*net.TCPConn).SetLinger(0)
 	_ = client.Close()
 	waitFor(t, "the close", closed.Load)
+}
+
+func TestPatchPending(t *testing.T) {
+	// Pending counts what nbio holds of the output to a peer that does not
+	// read, until the peer has read it all, and nothing once the
+	// connection is closed.
+	const total = 32 << 20 // more than loopback's socket buffers take
+	g := startEngine(t, Config{NPoller: 1, MaxWriteBufferSize: 2 * total})
+	c, client := pair(t, g)
+	if got := c.Pending(); got != 0 {
+		t.Fatalf("Pending() = %d before any write, want 0", got)
+	}
+	if _, err := c.Write(bytes.Repeat([]byte("p"), total)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Pending(); got <= 0 || got > total {
+		t.Fatalf("Pending() = %d with %d bytes written to a peer that does not read, want 1 to %d", got, total, total)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.CopyN(io.Discard, client, total); err != nil {
+		t.Fatalf("reading what was written: %v", err)
+	}
+	waitFor(t, "Pending() to be 0 once the peer has read everything", func() bool { return c.Pending() == 0 })
+
+	// Another connection, whose receive buffer has not grown from reads.
+	c, _ = pair(t, g)
+	if _, err := c.Write(bytes.Repeat([]byte("p"), total)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Pending() == 0 {
+		t.Fatal("Pending() = 0 with output written to a peer that does not read")
+	}
+	_ = c.Close()
+	if got := c.Pending(); got != 0 {
+		t.Fatalf("Pending() = %d once closed, want 0 (the output is dropped)", got)
+	}
 }
