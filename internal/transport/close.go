@@ -80,13 +80,22 @@ func (c *Conn) stopOutput() {
 	c.wmu.Unlock()
 }
 
+// end makes later writes fail with ErrClosed and Buffered report 0, once
+// the connection is closed.
+func (c *Conn) end() {
+	c.wmu.Lock()
+	c.wclosed = true
+	c.ended = true
+	c.wmu.Unlock()
+}
+
 // onClose ends the connection once nbio has closed it: the close timer is
 // stopped, output refused, and the Handler told why.
 func (c *Conn) onClose(err error) {
 	if c.closeTimer.Load() != nil {
 		(*c.closeTimer.Load()).Stop()
 	}
-	c.stopOutput()
+	c.end()
 	switch {
 	case errors.Is(err, nbio.ErrReadTimeout),
 		// nbio's blocking mode (TLS) reports the read deadline so.

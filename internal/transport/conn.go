@@ -38,6 +38,10 @@ type Conn struct {
 	armed   bool        // timer runs to flush within maxFlushDelay
 	timer   *time.Timer // created on first use
 	wclosed bool        // no more output is taken
+	ended   bool        // closed: what is left is never sent (Buffered)
+	// flushing is the length of the buffer flush took from wbuf, until
+	// its write returns (Buffered).
+	flushing atomic.Int64
 }
 
 // RemoteAddr returns the peer's address.

@@ -21,6 +21,7 @@
 // Rocket's output buffer and nbio's are each bounded by
 // Config.MaxPendingBytes per connection: past it the write fails with ErrSlow
 // (Rocket's) or the connection is closed with ErrSlow (nbio's).
+// Conn.Buffered says how much output waits in the two.
 // See docs/benchmarks.md for the measurements behind the choice.
 package transport
 

@@ -153,3 +153,15 @@ func read(t *testing.T, nc net.Conn, br *bufio.Reader, timeout time.Duration) (s
 		return string(p), h.OpCode
 	}
 }
+
+// waitFor polls cond every 5 ms for up to timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -127,6 +127,9 @@ func (c *Conn) flush() {
 	c.wmu.Lock()
 	buf := c.wbuf
 	c.wbuf = nil
+	if buf != nil {
+		c.flushing.Store(int64(len(*buf)))
+	}
 	c.queued = false
 	if c.armed {
 		c.armed = false
@@ -145,7 +148,45 @@ func (c *Conn) flush() {
 	default:
 		c.writeBlocking(*buf)
 	}
+	c.flushing.Store(0)
 	c.a.putBuf(buf)
+}
+
+// Buffered returns how many bytes of the output written to c the kernel
+// has not taken yet: the frames WriteText has buffered and not handed to
+// the socket, and what nbio holds because the socket's buffer was full
+// (pings and close frames count there too). It is safe for concurrent use
+// and a snapshot: output may leave or be added as soon as it returns.
+//
+// Until the connection is closed it never misses output written before
+// the call: 0 means that all of it has been taken by the kernel (not that
+// the peer has read it). While a buffer is being handed to nbio, the part
+// nbio keeps of it may be counted twice, so the sum can for that moment
+// exceed what is buffered.
+//
+// For a connection nbio serves in blocking mode (TLS) it is Rocket's buffer
+// and the buffer being written, counted whole until its write returns; a
+// ping or close frame being written there is not counted. Once the
+// connection is closed (by the time Handler.OnClose is called) it returns 0:
+// what was left is never sent.
+func (c *Conn) Buffered() int {
+	c.wmu.Lock()
+	if c.ended {
+		c.wmu.Unlock()
+		return 0
+	}
+	// Read with wbuf, under wmu: a buffer flush takes is counted in
+	// one or the other, and in nbio's count (read after) once flushing
+	// is back to 0.
+	n := int(c.flushing.Load())
+	if c.wbuf != nil {
+		n += len(*c.wbuf)
+	}
+	c.wmu.Unlock()
+	if c.nbc != nil {
+		n += c.nbc.Pending()
+	}
+	return n
 }
 
 // writeBlocking writes to a connection nbio serves in blocking mode (TLS),
