@@ -2,11 +2,9 @@ package rocket
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/rocket-go/rocket/internal/protocol"
-	"github.com/rocket-go/rocket/internal/transport"
 )
 
 // Acknowledged delivery (docs/protocol.md, "Acknowledged delivery").
@@ -28,37 +26,16 @@ import (
 
 // Acks reports whether the client acknowledges its directed messages
 // (it connected with ?acks=1, or resumed a session opened so).
-func (cl *Client) Acks() bool { return cl.acked.Load() }
+func (cl *Client) Acks() bool { return cl.out.acks() }
 
 // deliverNumbered writes the directed message numbered seq for the client
-// id to cl, unless this connection has had it already, or queues it while
-// cl is being set up. Nothing is kept for a client that is closing: its mailbox in the
-// broker holds the message until acknowledged.
+// id to cl (see outbox.deliverNumbered).
 func (cl *Client) deliverNumbered(id string, seq uint64, data []byte) {
 	s := cl.srv
 	buf := s.frameBuf()
 	frame := protocol.AppendNumbered(*buf, seq, data)
-	cl.mu.Lock()
-	if !cl.ready.Load() {
-		cl.pending = append(cl.pending, queued{id: id, seq: seq, frame: frame}) // keeps buf
-		cl.mu.Unlock()
-		return
-	}
-	if seq <= cl.lastSeq || cl.closing.Load() { // had it, or leaving
-		cl.mu.Unlock()
-		s.releaseFrameBuf(buf, frame)
-		return
-	}
-	cl.lastSeq = seq
-	err := cl.conn.WriteText(frame)
-	cl.mu.Unlock()
+	cl.out.deliverNumbered(id, seq, frame)
 	s.releaseFrameBuf(buf, frame)
-	switch {
-	case err == nil:
-		s.metrics.messagesSent.Inc()
-	case errors.Is(err, transport.ErrSlow):
-		cl.slow()
-	}
 }
 
 // ack handles {"ack": N} from cl: the broker drops the messages numbered
@@ -68,25 +45,20 @@ func (cl *Client) deliverNumbered(id string, seq uint64, data []byte) {
 func (cl *Client) ack(arg []byte) {
 	s := cl.srv
 	seq, _ := protocol.ParseSeq(arg) // Decode checked it
-	if !cl.acked.Load() {
+	if !cl.out.acks() {
 		s.metrics.commands.WithLabelValues(protocol.Ack, CodeBadFrame).Inc()
 		cl.sendError(CodeBadFrame, `"ack" on a connection without acknowledgements: connect with ?acks=1 to get numbered messages`)
 		return
 	}
-	cl.mu.Lock()
-	last, prev := cl.lastSeq, cl.ackedSeq
-	if seq > max(last, prev) {
-		cl.mu.Unlock()
+	fresh, past, last := cl.out.acknowledge(seq)
+	if past {
 		s.metrics.commands.WithLabelValues(protocol.Ack, CodeBadFrame).Inc()
 		cl.sendError(CodeBadFrame, fmt.Sprintf(`"ack" %d is past the last message sent, %d`, seq, last))
 		return
 	}
-	if seq <= prev {
-		cl.mu.Unlock()
+	if !fresh {
 		return
 	}
-	cl.ackedSeq = seq
-	cl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(cl.ctx, setupTimeout)
 	defer cancel()
 	if err := s.broker.Ack(ctx, cl.id, seq); err != nil {

@@ -3,12 +3,9 @@ package rocket
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 
-	"github.com/rocket-go/rocket/broker"
-	"github.com/rocket-go/rocket/internal/protocol"
 	"github.com/rocket-go/rocket/internal/transport"
 	"golang.org/x/time/rate"
 )
@@ -25,40 +22,27 @@ type Client struct {
 	secret string
 	userID string
 	meta   map[string]any
-	conn   *transport.Conn
 	slot   *slot // place under the connection caps, released on close (limits.go)
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// readyCh is closed when setup is over (welcomed, or failed).
-	readyCh chan struct{}
-	// ready is set once the welcome and the kept mail have been written;
-	// writes before that are queued in pending.
-	ready atomic.Bool
-	// closing is set when the client starts leaving; directed messages
-	// for it are then kept in leftovers and sent on through the broker.
-	closing atomic.Bool
+	// out owns the connection: its state and every write to it
+	// (outbox.go).
+	out outbox
+
+	// welcomed is closed when the client's commands may run: its welcome
+	// is written, or its setup failed.
+	welcomed chan struct{}
+	// setupDone is closed when setup is over: the kept mail is handed
+	// over, or setup failed.
+	setupDone chan struct{}
 	// registered is set by setup once the directory knows the client.
 	registered atomic.Bool
-	// kicked is set when DisconnectUser closes the client (users.go): the
-	// directory has forgotten it, so what reaches it while it closes is
-	// dropped, not mailed.
-	kicked atomic.Bool
-	// acked is set when the client acknowledges its directed messages
-	// (acks.go): by setup, to what the connection asked, then to what
-	// its session records.
-	acked atomic.Bool
 
-	mu        sync.Mutex
-	pending   []queued
-	leftovers [][]byte
-	drained   bool
-	rooms     map[string]struct{}
-	presence  map[string]*presence // rooms the client is present in (presence.go)
-	values    map[string]any
-	reason    string
-	lastSeq   uint64 // number of the last numbered message written (acks.go)
-	ackedSeq  uint64 // highest number the client acknowledged
+	mu       sync.Mutex
+	rooms    map[string]struct{}
+	presence map[string]*presence // rooms the client is present in (presence.go)
+	values   map[string]any
 
 	finishOnce sync.Once
 
@@ -70,8 +54,16 @@ type Client struct {
 }
 
 func newClient(s *Server, userID string) *Client {
-	cl := &Client{srv: s, userID: userID, readyCh: make(chan struct{})}
+	cl := &Client{srv: s, userID: userID, welcomed: make(chan struct{}), setupDone: make(chan struct{})}
 	cl.ctx, cl.cancel = context.WithCancel(s.ctx)
+	cl.out = outbox{
+		count:      outboxCounters{sent: s.metrics.messagesSent, slow: s.metrics.slowClients, dropped: s.metrics.droppedSlow},
+		maxPending: s.cfg.MaxPendingBytes,
+		stall:      s.cfg.PongTimeout,
+		onSlow: func() {
+			s.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", s.cfg.MaxPendingBytes)
+		},
+	}
 	return cl
 }
 
@@ -117,10 +109,7 @@ func (cl *Client) Send(msg any) error {
 	if err != nil {
 		return err
 	}
-	if cl.closing.Load() {
-		return ErrUnknownClient
-	}
-	return cl.write(data)
+	return cl.out.send(data)
 }
 
 // Close disconnects the client with close code 1000 and reason.
@@ -128,180 +117,13 @@ func (cl *Client) Close(reason string) {
 	cl.closeWith(transport.CloseNormal, reason)
 }
 
-// queued is a frame written before the client was welcomed. For a
-// directed message, id is the client id it was delivered for (a resume
-// that fails gives the connection another id) and seq its number
-// (acks.go), 0 when not numbered; id is empty for other frames.
-type queued struct {
-	id    string
-	seq   uint64
-	frame []byte
-}
-
-// write sends data to the connection, or queues it while the client is
-// not yet welcomed.
-func (cl *Client) write(data []byte) error {
-	return cl.writeFor("", data)
-}
-
-// writeFor is write for a directed message to the client id (see queued).
-func (cl *Client) writeFor(id string, data []byte) error {
-	if !cl.ready.Load() {
-		cl.mu.Lock()
-		if !cl.ready.Load() {
-			cl.pending = append(cl.pending, queued{id: id, frame: slices.Clone(data)})
-			cl.mu.Unlock()
-			return nil
-		}
-		cl.mu.Unlock()
-	}
-	err := cl.conn.WriteText(data)
-	switch {
-	case err == nil:
-		cl.srv.metrics.messagesSent.Inc()
-		return nil
-	case errors.Is(err, transport.ErrSlow):
-		cl.slow()
-		return ErrSlowClient
-	case errors.Is(err, transport.ErrClosed):
-		return ErrUnknownClient
-	default:
-		return err
-	}
-}
-
-// deliver writes a directed message for the client id. It reports false
-// when the client has left and its leftovers were already handed back, so
-// that the caller sends the message on through the broker.
-func (cl *Client) deliver(id string, data []byte) bool {
-	if !cl.closing.Load() {
-		err := cl.writeFor(id, data)
-		if err == nil || !(errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrSlowClient)) {
-			return true
-		}
-		// The connection is gone or going: keep the message for the
-		// client's mailbox.
-		cl.closing.Store(true)
-	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.drained {
-		return false
-	}
-	cl.leftovers = append(cl.leftovers, slices.Clone(data))
-	return true
-}
-
-// readyFrame is a frame becomeReady writes; keep says whether it is a
-// directed message the broker no longer holds (not numbered), to be kept
-// for the client's mailbox if it cannot be handed to the transport.
-type readyFrame struct {
-	frame []byte
-	keep  bool
-}
-
-// becomeReady writes the welcome, the kept mail and whatever was queued
-// meanwhile, in that order, and then lets writes go straight through. For
-// a client that acknowledges, the mail is numbered, and a numbered message
-// queued meanwhile that the mail held already is dropped. Directed
-// messages queued for another client id (the one of a resume that failed)
-// are not written: it returns those that are not numbered, for the caller
-// to send on (the numbered ones are kept by the broker).
-//
-// When the connection fails meanwhile (it is slow, or closed: by its peer,
-// or by a newer connection resuming the same session), the directed
-// messages not yet handed to the transport are kept in leftovers, which
-// finish sends back to the client's mailbox for its next resume; numbered
-// ones stay in the broker until acknowledged.
-func (cl *Client) becomeReady(welcome []byte, mail []broker.Mail) (misrouted []queued) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	frames := make([]readyFrame, 0, 1+len(mail)+len(cl.pending))
-	frames = append(frames, readyFrame{frame: welcome})
-	for _, m := range mail {
-		if !cl.acked.Load() {
-			frames = append(frames, readyFrame{frame: m.Data, keep: true})
-			continue
-		}
-		frames = append(frames, readyFrame{frame: protocol.AppendNumbered(nil, m.Seq, m.Data)})
-		cl.lastSeq = max(cl.lastSeq, m.Seq)
-	}
-	for _, q := range cl.pending {
-		if q.id != "" && q.id != cl.id {
-			if q.seq == 0 {
-				misrouted = append(misrouted, q)
-			}
-			continue
-		}
-		if q.seq != 0 {
-			if q.seq <= cl.lastSeq {
-				continue
-			}
-			cl.lastSeq = q.seq
-		}
-		frames = append(frames, readyFrame{frame: q.frame, keep: q.id != "" && q.seq == 0})
-	}
-	cl.pending = nil
-	for i, f := range frames {
-		err := cl.conn.WriteText(f.frame)
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, transport.ErrSlow) {
-			// Counted here, once: the close that follows reports
-			// ErrSlow again, and onClose sees the reason set.
-			cl.markSlowLocked()
-			cl.conn.Abort(err)
-		}
-		cl.closing.Store(true)
-		for _, rest := range frames[i:] {
-			if rest.keep {
-				cl.leftovers = append(cl.leftovers, slices.Clone(rest.frame))
-			}
-		}
-		break
-	}
-	cl.ready.Store(true)
-	return misrouted
-}
-
-// slow disconnects a client whose pending output is over the limit.
-func (cl *Client) slow() {
-	cl.noteSlow()
-	cl.closing.Store(true)
-	cl.conn.Abort(ErrSlowClient)
-}
-
-// noteSlow records, once, that the client is disconnected for being slow.
-func (cl *Client) noteSlow() {
-	cl.mu.Lock()
-	cl.markSlowLocked()
-	cl.mu.Unlock()
-}
-
-// markSlowLocked is noteSlow with cl.mu held: the first reason given for
-// the client's leaving wins, and a slow disconnect is counted and logged
-// only when it is that first reason.
-func (cl *Client) markSlowLocked() {
-	if cl.reason != "" {
-		return
-	}
-	cl.reason = "slow client"
-	cl.srv.metrics.slowClients.Inc()
-	cl.srv.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", cl.srv.cfg.MaxPendingBytes)
-}
-
 // closeWith starts closing the connection with a close code.
 func (cl *Client) closeWith(code int, reason string) {
-	cl.mu.Lock()
-	if cl.reason == "" {
-		cl.reason = reason
-	}
-	cl.mu.Unlock()
-	if cl.conn != nil {
-		cl.conn.Close(code, reason)
-	}
+	cl.out.close(code, reason)
 }
+
+// leaving reports whether the client's connection is closing or closed.
+func (cl *Client) leaving() bool { return cl.out.leaving() }
 
 // transportHandler is what the transport calls back for one connection:
 // the client's onMessage and onClose, kept off Client's exported methods so
@@ -313,8 +135,8 @@ func (h transportHandler) OnClose(err error)                { h.cl.onClose(err) 
 
 // onMessage runs the frame's commands (the transport's OnMessage).
 func (cl *Client) onMessage(text bool, data []byte) {
-	<-cl.readyCh
-	if cl.closing.Load() || !cl.registered.Load() {
+	<-cl.welcomed
+	if cl.leaving() || !cl.registered.Load() {
 		return
 	}
 	cl.srv.dispatch(cl, text, data)
@@ -327,19 +149,20 @@ func (cl *Client) onClose(err error) {
 	s.conns.Add(-1)
 	cl.slot.release()
 	reason := "closed by client"
+	slow := false
 	switch {
 	case err == nil:
 	case errors.Is(err, transport.ErrIdleTimeout):
 		reason = "idle timeout"
 	case errors.Is(err, transport.ErrSlow):
 		// The transport's output buffer overflowed while flushing.
-		cl.noteSlow()
-		reason = "slow client"
+		reason, slow = slowReason, true
 	default:
 		reason = "connection lost: " + err.Error()
 	}
+	cl.out.closed(reason, slow)
 	select {
-	case <-cl.readyCh:
+	case <-cl.setupDone:
 		cl.finish(reason)
 	default:
 		// Still being set up: finish once setup is over, off the
@@ -358,19 +181,15 @@ func (cl *Client) onClose(err error) {
 // client's setup to end, runs once, and makes other callers wait for it
 // to complete.
 func (cl *Client) finish(reason string) {
-	<-cl.readyCh
+	<-cl.setupDone
 	cl.finishOnce.Do(func() { cl.doFinish(reason) })
 }
 
 func (cl *Client) doFinish(reason string) {
 	s := cl.srv
-	cl.closing.Store(true)
+	cl.out.closed(reason, false)
 	cl.cancel()
 	cl.mu.Lock()
-	if cl.reason == "" {
-		cl.reason = reason
-	}
-	reason = cl.reason
 	rooms := make([]string, 0, len(cl.rooms))
 	for r := range cl.rooms {
 		rooms = append(rooms, r)
@@ -385,22 +204,16 @@ func (cl *Client) doFinish(reason string) {
 		}
 	}
 	if !cl.registered.Load() {
+		cl.out.finish(reason)
 		return
 	}
 	if err := s.broker.Disconnect(ctx, cl.id, s.id); err != nil {
 		s.reportError(&ErrorEvent{Client: cl, Err: err})
 	}
-	cl.mu.Lock()
-	cl.drained = true
-	leftovers := cl.leftovers
-	cl.leftovers = nil
-	cl.mu.Unlock()
+	reason, leftovers := cl.out.finish(reason)
 	s.removeLocal(cl)
-	if cl.kicked.Load() {
-		leftovers = nil // its session is forgotten: no mailbox to keep them
-	}
-	for _, data := range leftovers {
-		if err := s.broker.Send(ctx, cl.id, data); err != nil {
+	for _, q := range leftovers {
+		if err := s.broker.Send(ctx, q.id, q.frame); err != nil {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
 	}

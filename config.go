@@ -58,8 +58,13 @@ type Config struct {
 	// MaxPendingBytes bounds the output buffered for a client that does not
 	// read as fast as it is sent to (beyond what the kernel buffers). A
 	// client over the bound is disconnected (its connection dropped: no close
-	// frame can reach it) and its later messages go to its mailbox. Zero
-	// means 1 MiB.
+	// frame can reach it) and its later messages go to its mailbox. The
+	// mail a resume hands over is not held to it at once: it is written as
+	// the client reads it, never more than the bound buffered, and a client
+	// that takes none of it for PongTimeout is disconnected the same way,
+	// with the mail not yet written kept for its next resume. Output queued
+	// while a client is set up or handed its mail counts against the same
+	// bound. Zero means 1 MiB.
 	MaxPendingBytes int
 
 	// PingInterval is how often the server pings each client. Zero means

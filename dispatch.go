@@ -44,7 +44,7 @@ func (s *Server) dispatch(cl *Client, text bool, data []byte) {
 	}
 	for i := range cmds {
 		s.runCommand(cl, &cmds[i])
-		if cl.closing.Load() {
+		if cl.leaving() {
 			return
 		}
 	}
@@ -72,7 +72,6 @@ func (s *Server) runCommand(cl *Client, cmd *protocol.Command) {
 			if max := s.cfg.MaxRateLimited; max > 0 && cl.rateLimited >= max {
 				s.metrics.rateLimitDisconnects.Inc()
 				s.log.Warn("disconnecting client over its rate limit", "client", cl.id, "refused_in_a_row", cl.rateLimited)
-				cl.closing.Store(true)
 				cl.closeWith(transport.ClosePolicy, "rate limit exceeded")
 			}
 			return
@@ -119,7 +118,7 @@ func (cl *Client) reply(cmd *protocol.Command, result any, err error) string {
 		if merr == nil {
 			buf := s.frameBuf()
 			frame := protocol.AppendResult(*buf, cmd.Ref, cmd.Name, b)
-			_ = cl.write(frame)
+			_ = cl.out.send(frame)
 			s.releaseFrameBuf(buf, frame)
 			return "ok"
 		}
@@ -136,9 +135,9 @@ func (cl *Client) reply(cmd *protocol.Command, result any, err error) string {
 		re = &Error{Code: CodeActionFailed, Message: cmd.Name + " failed"}
 	}
 	if cmd.Ref != nil {
-		_ = cl.write(protocol.AppendReplyError(nil, cmd.Ref, cmd.Name, re.Code, re.Message))
+		_ = cl.out.send(protocol.AppendReplyError(nil, cmd.Ref, cmd.Name, re.Code, re.Message))
 	} else {
-		_ = cl.write(protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message))
+		_ = cl.out.send(protocol.AppendActionError(nil, cmd.Name, re.Code, re.Message))
 	}
 	return re.Code
 }
@@ -169,5 +168,5 @@ func (s *Server) releaseFrameBuf(buf *[]byte, frame []byte) {
 
 // sendError sends a frame-level error.
 func (cl *Client) sendError(code, message string) {
-	_ = cl.write(protocol.AppendError(nil, code, message))
+	_ = cl.out.send(protocol.AppendError(nil, code, message))
 }

@@ -20,6 +20,8 @@ type metrics struct {
 	commandDuration      *prometheus.HistogramVec
 	messagesSent         prometheus.Counter
 	slowClients          prometheus.Counter
+	dropped              *prometheus.CounterVec
+	droppedSlow          prometheus.Counter // dropped, reason slow_client
 	panics               prometheus.Counter
 	brokerErrors         *prometheus.CounterVec
 	brokerDuration       *prometheus.HistogramVec
@@ -49,8 +51,11 @@ func newMetrics(s *Server) *metrics {
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"action"}),
 		messagesSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "rocket_messages_sent_total", Help: "Frames written to clients (replies, errors, pushes, room messages).",
+			Name: "rocket_messages_sent_total", Help: "Frames handed to the transport for clients (welcomes, replies, errors, pushes, room and directed messages).",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rocket_messages_dropped_total", Help: "Frames for clients dropped for a bound, by reason (slow_client: queued or written for a client disconnected for not reading its output; directed messages are kept for the client's mailbox instead, and counted by rocket_mailbox_dropped_total if it overflows).",
+		}, []string{"reason"}),
 		slowClients: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rocket_slow_client_disconnects_total", Help: "Clients disconnected because they did not read their output.",
 		}),
@@ -80,12 +85,13 @@ func newMetrics(s *Server) *metrics {
 			oom:     prometheus.NewDesc("rocket_broker_oom_errors_total", "Calls of this node's broker that its store (Redis at maxmemory) refused for want of memory, its own goroutines' (heartbeats...) included.", nil, nil),
 		},
 	}
+	m.droppedSlow = m.dropped.WithLabelValues("slow_client")
 	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.clients, m.connections, m.refused, m.commands, m.commandDuration,
-		m.messagesSent, m.slowClients, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox,
+		m.messagesSent, m.slowClients, m.dropped, m.panics, m.brokerErrors, m.brokerDuration, m.mailbox,
 		m.inputPauses, m.inputPaused, m.rateLimitDisconnects} {
 		if err := r.Register(c); err != nil {
 			return fmt.Errorf("rocket: register metrics: %w", err)

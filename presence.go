@@ -129,7 +129,7 @@ type memberData struct {
 // client may then be in the room without being present in it, or present
 // without the other servers' members having been told.
 func (cl *Client) JoinWithPresence(ctx context.Context, room string, p Presence) error {
-	if cl.closing.Load() {
+	if cl.leaving() {
 		return ErrUnknownClient
 	}
 	s := cl.srv
@@ -171,7 +171,7 @@ func (cl *Client) JoinWithPresence(ctx context.Context, room string, p Presence)
 	err = s.broker.PresenceAdd(ctx, room, broker.Member{
 		ClientID: cl.id, ServerID: s.id, Data: data, LeaveMessage: left, JoinedAt: joinedAt,
 	})
-	if cl.closing.Load() {
+	if cl.leaving() {
 		s.abandonPresence(cl, room, left)
 		return ErrUnknownClient
 	}
@@ -308,7 +308,7 @@ func (s *Server) restorePresence(cl *Client, room string, p *presence) {
 	current := cl.presence[room]
 	cl.mu.Unlock()
 	switch {
-	case current == nil || cl.closing.Load():
+	case current == nil || cl.leaving():
 		// Gone meanwhile: take back what was just added.
 		if _, err := s.broker.PresenceRemove(ctx, room, cl.id, s.id); err != nil {
 			s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("rocket: remove presence of client %s in room %q: %w", cl.id, room, err)})

@@ -25,7 +25,11 @@ func TestConcurrentResumesLeaveOneConnection(t *testing.T) {
 	const racers = 10
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conns := resumeAtOnce(t, ctx, n.url, session, racers)
+	urls := make([]string, racers)
+	for i := range urls {
+		urls[i] = n.url
+	}
+	conns := resumeAtOnce(t, ctx, session, urls...)
 	defer func() {
 		for _, ws := range conns {
 			if ws != nil {
@@ -69,22 +73,30 @@ func TestConcurrentResumesLeaveOneConnection(t *testing.T) {
 }
 
 // TestRacingResumesLoseNoMail: two connections resume a session holding 20
-// messages at the same moment on one node, 25 times over; one of them is
-// closed ("replaced by a newer connection"), and between the two of them
-// (and the next resume, for what the closed one left in the mailbox) every
-// message arrives once, each connection's in order. Before, the connection
-// closed during its welcome dropped the mail it had taken.
+// messages at the same moment, on one node or one on each of two, 25 times
+// over; one of them is closed ("replaced by a newer connection"), and
+// between the two of them (and the next resume, for what the closed one
+// left in the mailbox) every message arrives once, each connection's in
+// order. Before, the connection closed during its welcome dropped the mail
+// it had taken; on two nodes, both connections stayed open.
 func TestRacingResumesLoseNoMail(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
-		testRacingResumes(t, startNode(t, rocket.Config{}, nil))
+		n := startNode(t, rocket.Config{}, nil)
+		testRacingResumes(t, n, n)
 	})
 	t.Run("redis", func(t *testing.T) {
 		rs := redistest.Start(t)
-		testRacingResumes(t, startRedisNode(t, rs, clusterPrefix(t), rocket.Config{}))
+		n := startRedisNode(t, rs, clusterPrefix(t), rocket.Config{})
+		testRacingResumes(t, n, n)
 	})
 }
 
-func testRacingResumes(t *testing.T, n *node) {
+// testRacingResumes races a resume on n and one on other (which may be n).
+func testRacingResumes(t *testing.T, n, other *node) {
+	nodes := []*node{n}
+	if other != n {
+		nodes = append(nodes, other)
+	}
 	first := dial(t, n.url, "")
 	id, session := first.welcome.Client, first.welcome.Session
 	first.ws.CloseNow()
@@ -132,14 +144,21 @@ func testRacingResumes(t *testing.T, n *node) {
 			}
 			next++
 		}
-		conns := resumeAtOnce(t, ctx, n.url, session, 2)
+		conns := resumeAtOnce(t, ctx, session, n.url, other.url)
 		if t.Failed() {
 			return
 		}
 		// Once one connection is left, the marker follows the mail to it.
 		eventually(t, func() error {
-			if cl := n.srv.Client(id); cl == nil || n.srv.ClientCount() != 1 {
-				return notYet("no single client yet")
+			held, count := 0, 0
+			for _, nd := range nodes {
+				if nd.srv.Client(id) != nil {
+					held++
+				}
+				count += nd.srv.ClientCount()
+			}
+			if held != 1 || count != 1 {
+				return notYet("client held by %d nodes, %d clients in all", held, count)
 			}
 			return nil
 		})
@@ -180,7 +199,9 @@ func testRacingResumes(t *testing.T, n *node) {
 		if markers != 1 {
 			t.Fatalf("marker read by %d connections, want 1", markers)
 		}
-		waitGone(t, n, id)
+		for _, nd := range nodes {
+			waitGone(t, nd, id)
+		}
 	}
 	// What a replaced connection left is in the mailbox: a last resume
 	// gets it.
@@ -196,6 +217,9 @@ func testRacingResumes(t *testing.T, n *node) {
 	for i := range next {
 		switch seen[i] {
 		case 0:
+			if lost < 30 {
+				t.Logf("lost %d", i)
+			}
 			lost++
 		case 1:
 		default:
@@ -207,12 +231,13 @@ func testRacingResumes(t *testing.T, n *node) {
 	}
 }
 
-// resumeAtOnce dials n connections resuming session at the same moment; a
-// failed dial is a test error and leaves a nil connection.
-func resumeAtOnce(t *testing.T, ctx context.Context, url, session string, n int) []*websocket.Conn {
-	conns := make([]*websocket.Conn, n)
+// resumeAtOnce dials one connection to each of urls resuming session, at
+// the same moment; a failed dial is a test error and leaves a nil
+// connection.
+func resumeAtOnce(t *testing.T, ctx context.Context, session string, urls ...string) []*websocket.Conn {
+	conns := make([]*websocket.Conn, len(urls))
 	var wg sync.WaitGroup
-	for i := range conns {
+	for i, url := range urls {
 		wg.Go(func() {
 			ws, _, err := websocket.Dial(ctx, url+"?session="+session, nil)
 			if err != nil {

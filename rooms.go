@@ -32,7 +32,7 @@ const fanoutChunk = 256
 // Joining twice is the same as once. Room membership belongs to the
 // connection: a client that resumes joins its rooms again.
 func (cl *Client) Join(ctx context.Context, room string) error {
-	if cl.closing.Load() {
+	if cl.leaving() {
 		return ErrUnknownClient
 	}
 	return cl.srv.join(ctx, cl, room)
@@ -226,8 +226,8 @@ func (s *Server) deliverRoom(name string, data []byte) {
 
 func writeAll(members []*Client, data []byte) {
 	for _, cl := range members {
-		if !cl.closing.Load() {
-			_ = cl.write(data)
+		if !cl.leaving() {
+			_ = cl.out.send(data)
 		}
 	}
 }

@@ -291,7 +291,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	upgraded = true
 	s.conns.Add(1)
 	s.metrics.connections.Inc()
-	cl.conn = conn
+	cl.out.conn = conn
 	s.setup(cl, parseConnectQuery(r.URL.Query()))
 }
 
@@ -316,16 +316,23 @@ func parseConnectQuery(q url.Values) connectQuery {
 }
 
 // setup gives the client its identity (new, or resumed from the session
-// token), sends the welcome frame and the mail kept while it was away, and
-// marks it ready. It always closes cl.readyCh.
+// token), sends the welcome frame and hands over the mail kept while it
+// was away, which makes it ready. It always closes cl.welcomed and
+// cl.setupDone.
 func (s *Server) setup(cl *Client, cq connectQuery) {
-	defer close(cl.readyCh)
+	defer close(cl.setupDone)
+	welcomed := false
+	defer func() {
+		if !welcomed {
+			close(cl.welcomed)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 	defer cancel()
 
 	var mail []broker.Mail
 	resumed := false
-	cl.acked.Store(cq.acks)
+	cl.out.setAcks(cq.acks, 0)
 	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) {
 		cl.id, cl.secret = id, secret
 		s.replaceLocal(cl)
@@ -334,15 +341,9 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 		case err == nil:
 			// A session keeps the delivery mode it was opened with.
 			mail, resumed = r.Mail, true
-			cl.acked.Store(r.Acked)
-			if r.Acked {
-				// The client has had everything up to its ack (the
-				// broker caps it at the last number sent).
-				ack := min(cq.ack, r.Seq)
-				cl.mu.Lock()
-				cl.ackedSeq, cl.lastSeq = ack, ack
-				cl.mu.Unlock()
-			}
+			// The client has had everything up to its ack (the broker
+			// caps it at the last number sent).
+			cl.out.setAcks(r.Acked, min(cq.ack, r.Seq))
 		case errors.Is(err, broker.ErrUnknownClient), errors.Is(err, broker.ErrBadSession):
 			s.log.Debug("session not resumed", "client", id, "err", err)
 			s.removeLocal(cl)
@@ -368,8 +369,12 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 		}
 	}
 	cl.registered.Store(true)
-	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed, cl.acked.Load())
-	for _, q := range cl.becomeReady(welcome, mail) {
+	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed, cl.out.acks())
+	// Commands run while the mail is handed over (their replies queue
+	// behind it): the client may be slow to read a large mailbox.
+	welcomed = true
+	close(cl.welcomed)
+	for _, q := range cl.out.handOver(cl.id, welcome, mail) {
 		// Delivered for the id of a resume that failed: send it on to
 		// where that client is now (away: its mailbox).
 		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
@@ -439,9 +444,24 @@ func (s *Server) replaceLocal(cl *Client) {
 			return
 		}
 		s.clientsMu.Unlock()
-		old.closeWith(transport.ClosePolicy, "replaced by a newer connection")
-		old.finish("replaced by a newer connection")
+		old.closeWith(transport.ClosePolicy, replacedReason)
+		old.finish(replacedReason)
 		s.removeLocal(old)
+	}
+}
+
+// replacedReason is the close reason of a connection whose session another
+// connection resumed.
+const replacedReason = "replaced by a newer connection"
+
+// Replaced closes the local client clientID, whose session a newer
+// connection resumed on another server (broker.Replacer), with 1008 as a
+// newer connection on this server would. What reached it and was not
+// written is sent on when it finishes: the directory places the client on
+// its new server, so it goes there.
+func (h brokerHandler) Replaced(clientID string) {
+	if cl := h.s.Client(clientID); cl != nil {
+		cl.closeWith(transport.ClosePolicy, replacedReason)
 	}
 }
 
@@ -498,7 +518,7 @@ func (s *Server) sendData(ctx context.Context, clientID string, data []byte) err
 	}
 	// A local client is written to directly, unless it acknowledges (the
 	// broker keeps its messages until then) or is being set up.
-	if cl := s.Client(clientID); cl != nil && cl.ready.Load() && !cl.acked.Load() && cl.deliver(clientID, data) {
+	if cl := s.Client(clientID); cl != nil && cl.out.state() == connReady && !cl.out.acks() && cl.out.deliver(clientID, data) {
 		return nil
 	}
 	if err := s.broker.Send(ctx, clientID, data); err != nil {
@@ -527,7 +547,7 @@ func (h brokerHandler) Deliver(clientID string, seq uint64, data []byte) {
 	case cl != nil && seq != 0:
 		cl.deliverNumbered(clientID, seq, data)
 		return
-	case cl != nil && cl.deliver(clientID, data):
+	case cl != nil && cl.out.deliver(clientID, data):
 		return
 	}
 	// The directory may still name this server (its Disconnect failed,
@@ -564,11 +584,7 @@ func (s *Server) pingLoop() {
 		}
 		batch = s.snapshotClients(batch[:0])
 		for _, cl := range batch {
-			if cl.ready.Load() && !cl.closing.Load() {
-				if err := cl.conn.Ping(); errors.Is(err, transport.ErrSlow) {
-					cl.slow()
-				}
-			}
+			cl.out.ping()
 		}
 		clear(batch)
 	}

@@ -205,9 +205,7 @@ func (s *Server) kick(clientID, reason string) {
 	if cl == nil {
 		return
 	}
-	cl.kicked.Store(true)
-	cl.closing.Store(true)
-	cl.closeWith(CloseUserDisconnected, reason)
+	cl.out.kick(CloseUserDisconnected, reason)
 }
 
 // sessionKey is what the broker records as the session of a client of
