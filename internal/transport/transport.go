@@ -18,10 +18,11 @@
 // the replies to a batch of requests leave together), or otherwise one of
 // the acceptor's flushers (so that messages pushed to a connection in a burst
 // leave together). What the kernel cannot take at once is buffered by nbio.
-// Rocket's output buffer and nbio's are each bounded by
-// Config.MaxPendingBytes per connection: past it the write fails with ErrSlow
-// (Rocket's) or the connection is closed with ErrSlow (nbio's).
-// Conn.Buffered says how much output waits in the two.
+// The output waiting in the two together (Conn.Buffered) is bounded by
+// Config.MaxPendingBytes per connection: a WriteText that would take it past
+// the bound fails with ErrSlow, and the frame is not taken. nbio's own bound,
+// the same, is a backstop (pings and close frames do not go through
+// WriteText): past it nbio closes the connection and OnClose gets ErrSlow.
 // See docs/benchmarks.md for the measurements behind the choice.
 package transport
 

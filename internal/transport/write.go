@@ -22,8 +22,9 @@ import (
 const maxFlushDelay = time.Millisecond
 
 // WriteText writes one text message. It never blocks on the network; it
-// returns ErrSlow when the peer's pending output is over the limit, and
-// ErrClosed once the connection is closing or closed.
+// returns ErrSlow, taking nothing, when the output the kernel has not taken
+// (Buffered) would go over Config.MaxPendingBytes, and ErrClosed once the
+// connection is closing or closed.
 func (c *Conn) WriteText(data []byte) error {
 	c.wmu.Lock()
 	if c.wclosed {
@@ -33,7 +34,7 @@ func (c *Conn) WriteText(data []byte) error {
 	if c.wbuf == nil {
 		c.wbuf = c.a.getBuf()
 	}
-	if max := c.a.cfg.MaxPendingBytes; max > 0 && len(*c.wbuf)+len(data) > max {
+	if max := c.a.cfg.MaxPendingBytes; max > 0 && c.pendingLocked()+len(data) > max {
 		c.wmu.Unlock()
 		return ErrSlow
 	}
@@ -178,11 +179,19 @@ func (c *Conn) Buffered() int {
 	// Read with wbuf, under wmu: a buffer flush takes is counted in
 	// one or the other, and in nbio's count (read after) once flushing
 	// is back to 0.
+	n := c.pendingLocked()
+	c.wmu.Unlock()
+	return n
+}
+
+// pendingLocked is Buffered with c.wmu held (nbio's count is read under
+// nbio's own lock, taken after c.wmu: nbio never calls back into the
+// transport while it holds it).
+func (c *Conn) pendingLocked() int {
 	n := int(c.flushing.Load())
 	if c.wbuf != nil {
 		n += len(*c.wbuf)
 	}
-	c.wmu.Unlock()
 	if c.nbc != nil {
 		n += c.nbc.Pending()
 	}
