@@ -509,10 +509,11 @@ func sessionHash(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// raise makes floor at least the decimal id; other ids are ignored.
+// raise makes floor at least the number of server id id (serverNumber);
+// other ids are ignored.
 func raise(floor *atomic.Uint64, id string) {
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
+	n, ok := serverNumber(id)
+	if !ok {
 		return
 	}
 	for {

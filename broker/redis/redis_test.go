@@ -508,7 +508,7 @@ func TestIDsAfterDataLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		maxServer = max(maxServer, atoi(t, s))
+		maxServer = max(maxServer, serverNum(t, s))
 	}
 	issued := map[string]bool{}
 	newIDs := func(b *Broker, n int) []string {
@@ -536,7 +536,7 @@ func TestIDsAfterDataLoss(t *testing.T) {
 	if err := a.Connect(ctx, broker.Client{ID: held, Server: s}); err != nil {
 		t.Fatal(err)
 	}
-	maxServer = max(maxServer, atoi(t, s))
+	maxServer = max(maxServer, serverNum(t, s))
 
 	rawDo(t, a, "FLUSHALL")
 	after := newIDs(a, 5)
@@ -548,7 +548,7 @@ func TestIDsAfterDataLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if atoi(t, s2) <= maxServer {
+	if serverNum(t, s2) <= maxServer {
 		t.Fatalf("server id %s after FLUSHALL, want above %d", s2, maxServer)
 	}
 	// The client held is recorded again by the next heartbeat, which
@@ -567,11 +567,12 @@ func TestIDsAfterDataLoss(t *testing.T) {
 // clientIDFormat is the documented shape of client ids.
 var clientIDFormat = regexp.MustCompile(`^[0-9a-v]{8}-[1-9][0-9]*$`)
 
-func atoi(t *testing.T, s string) uint64 {
+// serverNum returns the number of server id s.
+func serverNum(t *testing.T, s string) uint64 {
 	t.Helper()
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		t.Fatalf("id %q is not decimal", s)
+	n, ok := serverNumber(s)
+	if !ok {
+		t.Fatalf("server id %q has no number", s)
 	}
 	return n
 }
