@@ -139,17 +139,19 @@
 //
 // # Inbox entries
 //
-// An inbox holds entries of three kinds: messages for the server's
-// clients, numbered messages for those that acknowledge, and kicks
-// (ForgetUser). They are written in one place in Lua (luaEntry) and read
-// in one place in Go (entry.go). Since version 1 each entry starts with
-// '#', the version and the letter of its kind; client ids hold no space
-// and no '#', and the data, last, runs to the end of the entry:
+// An inbox holds entries of four kinds: messages for the server's
+// clients, numbered messages for those that acknowledge, kicks
+// (ForgetUser) and replaced entries (Resume, see Resuming elsewhere).
+// They are written in one place in Lua (luaEntry) and read in one place
+// in Go (entry.go). Since version 1 each entry starts with '#', the
+// version and the letter of its kind; client ids hold no space and no
+// '#', and the data, last, runs to the end of the entry:
 //
 //	kind      version 1                        version 0
 //	message   "#1m <client id> <data>"         "<client id> <data>"
 //	numbered  "#1n <client id> <seq> <data>"   "<client id>#<seq> <data>"
 //	kick      "#1k <client id> <reason>"       " <client id> <reason>"
+//	replaced  "#1r <client id>"                (none)
 //
 // Nodes of the releases before version 1 read version 0 only. So that
 // both share a cluster during a rolling restart, a server's id tells the
@@ -157,8 +159,9 @@
 // ("17v1"), older ones plain decimal ids ("17"), and every script that
 // writes into an inbox writes the version of its server (a test of the
 // id's last two characters, no extra key read). An old node thus finds
-// in its inbox only the forms it knows. This release's consumers read
-// both versions, since old nodes write version 0 into every inbox; that
+// in its inbox only the forms it knows, and no replaced entry: it keeps
+// the behaviour of its release. This release's consumers read both
+// versions, since old nodes write version 0 into every inbox; that
 // reading can go once no node of a release before version 1 can share a
 // cluster (see docs/deployment.md), while the mark stays for good: the
 // scripts of this release go by it.
@@ -171,6 +174,18 @@
 // than moved to where their clients are. Servers that unregister clean up
 // with their own scripts.
 //
+// # Resuming elsewhere
+//
+// When Resume takes a client that the directory placed on another server,
+// the resume script appends a replaced entry to that server's inbox, in the
+// same script as the move: after the messages already there for the
+// client, before any sent to it afterwards (which go to the new server).
+// The old server's consumer calls its Handler's Replaced
+// (broker.Replacer) for it. Servers of nodes of before get no replaced
+// entry (see Inbox entries): their connection stays open until it closes
+// by itself. The cleanup of a dead server drops the replaced entries left
+// in its inbox, like its kicks.
+//
 // # Keys
 //
 // With P the Config.Prefix ("rocket:" by default), a Broker uses:
@@ -182,8 +197,9 @@
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
 //	P inbox:<id>               list    the server's inbox: messages, numbered messages for
-//	                                   clients that acknowledge, kicks (see Users), in the
-//	                                   version its server reads (see Inbox entries)
+//	                                   clients that acknowledge, kicks (see Users) and replaced
+//	                                   entries, in the version its server reads (see Inbox
+//	                                   entries)
 //	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
 //	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
 //	                                   secret: the secret itself is never stored), user (the

@@ -18,9 +18,10 @@ import (
 //	message   "#1m <id> <data>"          a message for client id
 //	numbered  "#1n <id> <seq> <data>"    a message numbered seq, for a client that acknowledges
 //	kick      "#1k <id> <reason>"        the broker forgot client id (ForgetUser)
+//	replaced  "#1r <id>"                 client id resumed on another server (Resume)
 //
 // Version 0 is the forms of the releases before version 1, told apart by
-// their shape:
+// their shape, with no replaced entry:
 //
 //	message   "<id> <data>"
 //	numbered  "<id>#<seq> <data>"
@@ -35,17 +36,19 @@ import (
 // that read version 1 have ids ending in serverMark ("17v1"), those of
 // older nodes plain decimal ids ("17"). Every script that writes into an
 // inbox writes the version its server reads, so a node of a release
-// before never finds an entry it cannot parse in its own inbox.
+// before never finds an entry it cannot parse in its own inbox, and
+// gets no replaced entry.
 type entryKind uint8
 
 const (
 	entryMessage entryKind = iota + 1
 	entryNumbered
 	entryKick
+	entryReplaced
 )
 
 // entryKinds holds the kind letters of version 1 entries.
-var entryKinds = [...]byte{entryMessage: 'm', entryNumbered: 'n', entryKick: 'k'}
+var entryKinds = [...]byte{entryMessage: 'm', entryNumbered: 'n', entryKick: 'k', entryReplaced: 'r'}
 
 // serverMark ends the ids of the servers that read version 1 entries.
 const serverMark = "v1"
@@ -59,7 +62,8 @@ type entry struct {
 }
 
 // encode returns e as it is stored in the inbox of a server that reads
-// version (0 or 1).
+// version (0 or 1). A replaced entry has no version 0 form: encode
+// returns "" for it.
 func (e entry) encode(version int) string {
 	if version == 0 {
 		switch e.kind {
@@ -67,15 +71,21 @@ func (e entry) encode(version int) string {
 			return e.id + "#" + strconv.FormatUint(e.seq, 10) + " " + e.data
 		case entryKick:
 			return " " + e.id + " " + e.data
+		case entryReplaced:
+			return ""
 		default:
 			return e.id + " " + e.data
 		}
 	}
 	head := "#1" + string(entryKinds[e.kind]) + " " + e.id
-	if e.kind == entryNumbered {
+	switch e.kind {
+	case entryNumbered:
 		return head + " " + strconv.FormatUint(e.seq, 10) + " " + e.data
+	case entryReplaced:
+		return head
+	default:
+		return head + " " + e.data
 	}
-	return head + " " + e.data
 }
 
 // decodeEntry parses an inbox entry of either version; ok is false for a
@@ -94,6 +104,11 @@ func decodeEntry1(s string) (e entry, ok bool) {
 	}
 	rest := s[4:]
 	switch s[2] {
+	case 'r':
+		if strings.IndexByte(rest, ' ') >= 0 {
+			return entry{}, false
+		}
+		return entry{kind: entryReplaced, id: rest}, true
 	case 'm':
 		e.kind = entryMessage
 	case 'k':

@@ -14,8 +14,8 @@ import (
 
 // luaEntryRoundTrip parses ARGV[3] with parse_entry and writes it again,
 // for the inbox of server ARGV[2], with the entry_* function of its kind;
-// it returns the kind and the entry written (nothing for a malformed
-// entry).
+// it returns the kind and the entry written (empty for none), nothing for a
+// malformed entry.
 const luaEntryRoundTrip = `
 local sid = ARGV[2]
 local kind, id, seq, data = parse_entry(ARGV[3])
@@ -23,8 +23,9 @@ if not kind then return {} end
 local e
 if kind == 'message' then e = entry_message(sid, id, data)
 elseif kind == 'numbered' then e = entry_numbered(sid, id, seq, data)
-else e = entry_kick(sid, id, data) end
-return {kind, e}
+elseif kind == 'kick' then e = entry_kick(sid, id, data)
+else e = entry_replaced(sid, id) end
+return {kind, e or ''}
 `
 
 // Server ids of the two inbox versions, as the scripts tell them apart.
@@ -50,11 +51,11 @@ func TestInboxEntries(t *testing.T) {
 		}
 		return res
 	}
-	kinds := map[entryKind]string{entryMessage: "message", entryNumbered: "numbered", entryKick: "kick"}
+	kinds := map[entryKind]string{entryMessage: "message", entryNumbered: "numbered", entryKick: "kick", entryReplaced: "replaced"}
 	for _, tc := range []struct {
 		name   string
 		e      entry
-		v1, v0 string // encoded in each version
+		v1, v0 string // encoded in each version ("": none)
 	}{
 		{"message", entry{kind: entryMessage, id: "1gfsqnqm-7", data: `{"Chat.say":"a b"}`},
 			`#1m 1gfsqnqm-7 {"Chat.say":"a b"}`, `1gfsqnqm-7 {"Chat.say":"a b"}`},
@@ -66,6 +67,7 @@ func TestInboxEntries(t *testing.T) {
 		{"kick", entry{kind: entryKick, id: "1gfsqnqm-7", data: "user disconnected"},
 			`#1k 1gfsqnqm-7 user disconnected`, ` 1gfsqnqm-7 user disconnected`},
 		{"kick, empty reason", entry{kind: entryKick, id: "3"}, `#1k 3 `, ` 3 `},
+		{"replaced", entry{kind: entryReplaced, id: "1gfsqnqm-7"}, `#1r 1gfsqnqm-7`, ``},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, v := range []struct {
@@ -77,6 +79,9 @@ func TestInboxEntries(t *testing.T) {
 				if raw != v.raw {
 					t.Fatalf("encode(%d) = %q, want %q", v.version, raw, v.raw)
 				}
+				if raw == "" {
+					continue // no such entry in this version
+				}
 				// Read by Lua, written again for each version's server.
 				for _, w := range []struct {
 					sid, want string
@@ -84,6 +89,9 @@ func TestInboxEntries(t *testing.T) {
 					res := roundTrip(t, w.sid, raw)
 					if len(res) != 2 || res[0] != kinds[tc.e.kind] || res[1] != w.want {
 						t.Fatalf("Lua round trip of %q for server %s = %q; want kind %q, %q", raw, w.sid, res, kinds[tc.e.kind], w.want)
+					}
+					if w.want == "" {
+						continue // not written for this server
 					}
 					got, ok := decodeEntry(res[1])
 					if !ok || got != tc.e {
@@ -98,6 +106,7 @@ func TestInboxEntries(t *testing.T) {
 		"", "no-space", " no-reason-space",
 		"#", "#1", "#1m", "#1m ", "#1m id", "#1m  data", "#1x id data", "#2m id data", "#1mid data",
 		"#1n id", "#1n id 3", "#1n id x data", "#1n id -3 data", "#1k id", "#3 data",
+		"#1r", "#1r ", "#1r id data", "#1r id ",
 	} {
 		if e, ok := decodeEntry(raw); ok {
 			t.Errorf("decodeEntry(%q) = %+v, want it refused", raw, e)
@@ -181,7 +190,8 @@ func inbox(t *testing.T, b *Broker, sid string) []string {
 // release that writes into the inbox of a server of a release before
 // (registered as its node did) writes the version 0 forms that node
 // reads: Send, SendUser, ForgetUser's kick and the cleanup that moves a
-// dead server's messages.
+// dead server's messages; and a Resume that takes a client from it
+// writes no replaced entry.
 func TestOldServerEntries(t *testing.T) {
 	srv := redistest.Start(t)
 	b := newBroker(t, srv, Config{})
@@ -190,6 +200,7 @@ func TestOldServerEntries(t *testing.T) {
 	connectOld(t, b, broker.Client{ID: "p-1", Session: "s", User: "ann"}, old)
 	connectOld(t, b, broker.Client{ID: "a-2", Session: "s", User: "ann", Acked: true}, old)
 	connectOld(t, b, broker.Client{ID: "m-3", Session: "s"}, old)
+	connectOld(t, b, broker.Client{ID: "r-4", Session: "s"}, old)
 	for _, c := range []string{"p-1", "a-2"} {
 		if err := b.Send(ctx, c, []byte("hi "+c)); err != nil {
 			t.Fatal(err)
@@ -207,6 +218,13 @@ func TestOldServerEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := b.ForgetUser(ctx, "ann", "bye now"); err != nil {
+		t.Fatal(err)
+	}
+	sid, err := b.RegisterServer(ctx, new(brokertest.Recorder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resume(ctx, "r-4", "s", sid, 0); err != nil {
 		t.Fatal(err)
 	}
 	got := inbox(t, b, old)

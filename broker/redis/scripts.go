@@ -68,15 +68,26 @@ local function entry_kick(sid, id, reason)
   if reads_v1(sid) then return '#1k ' .. id .. ' ' .. reason end
   return ' ' .. id .. ' ' .. reason
 end
-local kinds = {m = 'message', n = 'numbered', k = 'kick'}
--- parse_entry returns the kind of entry e ('message', 'numbered' or
--- 'kick'), the client id, the number (numbered only) and the data
+-- entry_replaced returns the replaced entry of client id, or nil for a
+-- server that does not read them.
+local function entry_replaced(sid, id)
+  if reads_v1(sid) then return '#1r ' .. id end
+  return nil
+end
+local kinds = {m = 'message', n = 'numbered', k = 'kick', r = 'replaced'}
+-- parse_entry returns the kind of entry e ('message', 'numbered', 'kick'
+-- or 'replaced'), the client id, the number (numbered only) and the data
 -- (the reason of a kick); nothing for a malformed entry. It reads both
 -- versions (version 0, for one release more: see entry.go).
 local function parse_entry(e)
   if string.byte(e, 1) == 35 then -- '#': version 1
     local kind = kinds[string.sub(e, 3, 3)]
     if not kind or string.sub(e, 1, 2) ~= '#1' or string.sub(e, 4, 4) ~= ' ' then return nil end
+    if kind == 'replaced' then
+      local id = string.sub(e, 5)
+      if id == '' or string.find(id, ' ', 1, true) then return nil end
+      return kind, id, nil, nil
+    end
     local sp = string.find(e, ' ', 5, true)
     if not sp or sp == 5 then return nil end
     local id, data = string.sub(e, 5, sp - 1), string.sub(e, sp + 1)
@@ -332,7 +343,8 @@ return 1
 // Returns {0} unknown, {1} bad session, {2, old server, mail, user id,
 // acked ('1' or ”), last seq}. The mail of a client that acknowledges
 // is kept (entries "<seq> <data>" above ack); of one that does not,
-// removed.
+// removed. A client taken from another server leaves a replaced entry at
+// the end of that server's inbox, if it reads them (entry_replaced).
 const luaResume = `
 local id, sid = ARGV[2], ARGV[3]
 local srv, _, acked = state(id, now_ms())
@@ -341,6 +353,10 @@ local f = redis.call('HMGET', client_key(id), 'session', 'user', 'seq')
 if f[1] ~= ARGV[4] then return {1} end
 local ack = capped_ack(ARGV[5], f[3])
 take_client(id, srv, sid)
+if srv ~= '' and srv ~= sid then
+  local e = entry_replaced(srv, id)
+  if e then redis.call('RPUSH', inbox_key(srv), e) end
+end
 local mk = mail_key(id)
 if acked then
   ack_mail(id, ack)
@@ -476,8 +492,9 @@ local entries = redis.call('LRANGE', ik, 0, -1)
 redis.call('DEL', ik)
 local ids, data, where, until_ = {}, {}, {}, {}
 for _, e in ipairs(entries) do
-  -- A kick is for a connection of this dead server: nothing to do. A
-  -- numbered message stays in its client's mailbox until acknowledged.
+  -- A kick or a replaced entry is for a connection of this dead server:
+  -- nothing to do. A numbered message stays in its client's mailbox
+  -- until acknowledged.
   local kind, id, _, d = parse_entry(e)
   if kind == 'message' then
     ids[#ids + 1] = id
@@ -596,7 +613,7 @@ func newScripts() (*scripts, []string) {
 		register:     mk(luaRegister, luaNow, luaInt, luaEntry),
 		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
 		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail),
+		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail, luaEntry),
 		ack:          mk(luaAck, luaInt, luaKeys, luaMailBytes, luaAckMail),
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),
