@@ -18,7 +18,10 @@
 // session for the mailbox TTL: messages sent to it meanwhile are appended to
 // its mailbox (bounded in length, bytes and age) and handed over, in order, by Resume
 // when it comes back on any server. A client that stays away longer than the
-// TTL is forgotten and its mail dropped and counted.
+// TTL is forgotten and its mail dropped and counted. A client may also
+// resume while still recorded on another server (a reconnect that overtook
+// the close, or two tabs restoring one session): it moves, and that
+// server is told if its Handler implements Replacer.
 //
 // Send delivers a message to a client wherever it is: into the inbox of the
 // server that holds it, or into its mailbox when it is away. Publish delivers
@@ -136,6 +139,33 @@ type Handler interface {
 	DeliverRoom(room string, data []byte)
 }
 
+// Replacer is implemented by a Handler whose server wants to know when a
+// client that the directory placed on it resumed its session on another
+// server (two browser tabs restoring one stored session, or a reconnect
+// that overtook the close): Resume calls Replaced on the Handler of the
+// server the directory named until then.
+//
+// Replaced is called like Deliver (from any goroutine, without the
+// broker's locks held; it must not block for long) and after the
+// messages that were on their way to the client on this server before
+// Resume ran (with the Redis broker, it travels through the server's
+// inbox). The directory no longer places the client on this server: the
+// server closes its connection for the client, if it still has one, and
+// the Disconnect that follows does nothing (the client moved). The
+// client may have come back since (a later Resume on this server): a
+// server that finds the directory places it on itself again (Lookup)
+// keeps its connection. A Replaced for a client the server no longer
+// holds is ignored.
+//
+// A Handler that does not implement Replacer is not told: its connection
+// stays open until it closes by itself.
+type Replacer interface {
+	// Replaced is called on the server that held clientID when Resume
+	// moved the client to another server, after the messages already on
+	// their way to the client on this server.
+	Replaced(clientID string)
+}
+
 // Client is a directory record.
 type Client struct {
 	// ID is the cluster-unique client id.
@@ -236,6 +266,12 @@ type Broker interface {
 	// serverID afterwards, and messages sent to it from then on go to
 	// serverID's Handler. It returns ErrUnknownClient when the client is
 	// gone and ErrBadSession when the secret does not match.
+	//
+	// When the directory named another registered server, the broker
+	// calls that server's Handler's Replaced, if the Handler implements
+	// Replacer, after the messages already on their way to the client
+	// there. Resuming on the server the directory names, or resuming an
+	// away client, calls nothing.
 	//
 	// For a client that does not acknowledge, the mail is removed from
 	// the mailbox and ack is ignored. For one that does, ack is the

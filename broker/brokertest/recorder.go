@@ -9,8 +9,9 @@ import (
 )
 
 // Recorder is a broker.Handler that records, in arrival order, copies of the
-// messages delivered to it, per client and per room, and the kicks it gets
-// (it is a broker.Kicker), and lets tests wait for them. The zero value is
+// messages delivered to it, per client and per room, the kicks it gets
+// (it is a broker.Kicker) and the Replaced calls (a broker.Replacer), and
+// lets tests wait for them. The zero value is
 // ready to use; a Recorder must not be copied after first use.
 type Recorder struct {
 	mu       sync.Mutex
@@ -18,6 +19,7 @@ type Recorder struct {
 	seqs     map[string][]uint64
 	rooms    map[string][][]byte
 	kicks    map[string][]Kick
+	replaced map[string][]int // per client, messages recorded before each Replaced
 	reclaims int
 	total    int
 	changed  chan struct{} // closed and replaced on every delivery
@@ -27,6 +29,7 @@ var (
 	_ broker.Handler   = (*Recorder)(nil)
 	_ broker.Kicker    = (*Recorder)(nil)
 	_ broker.Reclaimer = (*Recorder)(nil)
+	_ broker.Replacer  = (*Recorder)(nil)
 )
 
 // Reclaimed counts the call (see Reclaims).
@@ -102,7 +105,7 @@ func (r *Recorder) Room(room string) [][]byte {
 }
 
 // Total returns the number of deliveries recorded so far, to clients and
-// rooms, and of kicks and Reclaimed calls.
+// rooms, and of kicks, Reclaimed and Replaced calls.
 func (r *Recorder) Total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

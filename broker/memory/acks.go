@@ -18,8 +18,10 @@ import (
 
 // deliverAcked hands the messages of the acknowledging client c not yet
 // handed over to the Handler of the server holding it, unless another
-// goroutine is doing so already. b.mu must be held; deliverAcked unlocks
-// it.
+// goroutine is doing so already. A Resume that moves c meanwhile leaves
+// the Replacer of the server it left in c.replaced: deliverAcked calls it
+// after the batch under way, which went to that server. b.mu must be
+// held; deliverAcked unlocks it.
 func (b *Broker) deliverAcked(c *client) {
 	if c.delivering {
 		b.mu.Unlock()
@@ -27,7 +29,19 @@ func (b *Broker) deliverAcked(c *client) {
 	}
 	c.delivering = true
 	var spare []broker.Mail
-	for !b.closed && c.srv != nil && b.clients[c.id] == c && len(c.outbox) > 0 {
+	for {
+		if rs := c.replaced; len(rs) > 0 {
+			c.replaced = nil
+			b.mu.Unlock()
+			for _, r := range rs {
+				r.Replaced(c.id)
+			}
+			b.mu.Lock()
+			continue
+		}
+		if b.closed || c.srv == nil || b.clients[c.id] != c || len(c.outbox) == 0 {
+			break
+		}
 		batch := c.outbox
 		c.outbox = spare[:0]
 		h := c.srv.h

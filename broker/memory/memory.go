@@ -12,10 +12,10 @@
 //
 // Handlers are called synchronously from the goroutine that calls Send,
 // SendUser or Publish (or UnregisterServer, for the leave messages of its
-// presence entries, or ForgetUser, for its kicks), never while the broker
-// holds its lock, so a Handler may call back into the broker. A delivery
-// that was already under way when UnregisterServer or Close is called may
-// still reach the Handler after that call returns.
+// presence entries, ForgetUser, for its kicks, or Resume, for Replaced),
+// never while the broker holds its lock, so a Handler may call back into
+// the broker. A delivery that was already under way when UnregisterServer
+// or Close is called may still reach the Handler after that call returns.
 //
 // Presence entries live in the Broker; UnregisterServer removes those of the
 // server and delivers their leave messages (a server of one process never
@@ -146,6 +146,9 @@ type client struct {
 	seq        uint64        // number of the last message sent to the client
 	outbox     []broker.Mail // numbered for the connected client, not yet handed over
 	delivering bool          // a goroutine is handing the client's messages over
+	// replaced holds the Replacers of the servers the client left while
+	// a delivery was under way, for the delivering goroutine to call.
+	replaced []broker.Replacer
 }
 
 // room is the set of servers subscribed to a room.
@@ -428,25 +431,47 @@ func (b *Broker) Connect(ctx context.Context, c broker.Client) error {
 }
 
 // Resume moves the client to serverID, which must be registered, if session
-// matches, and returns its mail oldest first.
+// matches, and returns its mail oldest first. When another server held the
+// client, Resume then calls that server's Handler's Replaced, if it is a
+// broker.Replacer, from the caller's goroutine and after releasing the
+// lock; for a client that acknowledges, while a delivery to that server is
+// under way on another goroutine, that goroutine calls it after the
+// delivery (see deliverAcked).
 func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	if err := b.enter(ctx, "resume"); err != nil {
 		return broker.Resumed{}, err
 	}
-	defer b.mu.Unlock()
+	r, replaced, err := b.resume(clientID, session, serverID, ack)
+	b.mu.Unlock()
+	if replaced != nil {
+		replaced.Replaced(clientID)
+	}
+	return r, err
+}
+
+// resume is Resume under b.mu. It returns the Replacer to call, if any,
+// once b.mu is released.
+func (b *Broker) resume(clientID, session, serverID string, ack uint64) (_ broker.Resumed, replaced broker.Replacer, _ error) {
 	s := b.servers[serverID]
 	if s == nil {
-		return broker.Resumed{}, unknownServer("resume", serverID)
+		return broker.Resumed{}, nil, unknownServer("resume", serverID)
 	}
 	c := b.lookup(clientID)
 	if c == nil {
-		return broker.Resumed{}, unknownClient("resume", clientID)
+		return broker.Resumed{}, nil, unknownClient("resume", clientID)
 	}
 	if subtle.ConstantTimeCompare([]byte(c.session), []byte(session)) != 1 {
-		return broker.Resumed{}, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
+		return broker.Resumed{}, nil, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
 	}
 	if c.srv != nil {
 		delete(c.srv.clients, c.id)
+		if r, ok := c.srv.h.(broker.Replacer); ok && c.srv != s {
+			if c.delivering {
+				c.replaced = append(c.replaced, r)
+			} else {
+				replaced = r
+			}
+		}
 	}
 	if c.awayElem != nil {
 		b.away.Remove(c.awayElem)
@@ -456,14 +481,14 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 	c.awayAt = time.Time{}
 	s.clients[c.id] = c
 	if !c.acked {
-		return broker.Resumed{Mail: c.mail.drain()}, nil
+		return broker.Resumed{Mail: c.mail.drain()}, replaced, nil
 	}
 	c.mail.ack(ack) // what is left is numbered above ack
 	// What was numbered so far is handed over here, from the mailbox: a
 	// delivery to the old server still under way finds the client gone
 	// and drops it.
 	c.outbox = nil
-	return broker.Resumed{Mail: c.mail.slice(nil), Acked: true, Seq: c.seq}, nil
+	return broker.Resumed{Mail: c.mail.slice(nil), Acked: true, Seq: c.seq}, replaced, nil
 }
 
 // Disconnect marks the client away if it is held by serverID; otherwise,

@@ -48,7 +48,7 @@ func TestMoveAcrossNodes(t *testing.T) {
 		}
 	}()
 	var mail [][]byte
-	moves := 0
+	moves, replaced := 0, 0
 	for done := false; !done; moves++ {
 		select {
 		case <-sent:
@@ -60,6 +60,8 @@ func TestMoveAcrossNodes(t *testing.T) {
 			if err := nodes[cur].Disconnect(ctx, c, ids[cur]); err != nil {
 				t.Fatal(err)
 			}
+		} else {
+			replaced++ // ids[cur] is told
 		}
 		r, err := nodes[next].Resume(ctx, c, "s", ids[next], 0)
 		if err != nil {
@@ -73,6 +75,9 @@ func TestMoveAcrossNodes(t *testing.T) {
 		return len(got) >= n
 	}) {
 		t.Fatalf("after %d moves: %d of %d messages arrived", moves, len(got), n)
+	}
+	if r := rec.WaitReplacements(t, c, replaced, 10*time.Second); len(r) != replaced {
+		t.Fatalf("%d Replaced calls, want one per resume that overtook a disconnect, %d", len(r), replaced)
 	}
 	rec.ExpectQuiet(t, 50*time.Millisecond)
 	got = slices.Concat(rec.Direct(c), mail)

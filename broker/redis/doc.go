@@ -10,9 +10,9 @@
 //
 // # Delivery
 //
-// Send appends "<client id> <data>" to the inbox (a list) of the server that
-// holds the client, as recorded in the client's hash, or appends data to the
-// client's mailbox when it is away. Each registered server has a consumer
+// Send appends a message entry (see Inbox entries) to the inbox (a list) of
+// the server that holds the client, as recorded in the client's hash, or
+// appends data to the client's mailbox when it is away. Each registered server has a consumer
 // goroutine that pops its inbox (up to Config.InboxBatch messages per round
 // trip, blocking for at most a second when it is empty) and calls
 // Handler.Deliver for each message in order, so messages sent by one
@@ -76,9 +76,8 @@
 // no longer live in passing. UserClients, SendUser and ForgetUser are one
 // script each. SendUser appends the message to the inbox of each client's
 // server (but from's) or to the mailbox of each away client. ForgetUser
-// deletes the clients' hashes and mailboxes and appends a kick
-// (" <client id> <reason>": an entry with an empty client id) to the
-// inbox of each connected client's server, after what was there; its
+// deletes the clients' hashes and mailboxes and appends a kick entry to
+// the inbox of each connected client's server, after what was there; its
 // consumer calls the Handler's Kick (broker.Kicker) for it. Nothing of a
 // user belongs to a server: the cleanup of a dead or unregistering server
 // makes its clients away (they stay in their users' sets) and drops the
@@ -125,9 +124,9 @@
 // script numbers each message (HINCRBY) and appends it, as "<seq> <data>",
 // to the client's mail list whether the client is connected or away (so the
 // list, bounded by MailboxSize like any mailbox, is the log of what the
-// client has not acknowledged), and, when connected, appends
-// "<client id>#<seq> <data>" to its server's inbox, whose consumer passes
-// the number to Deliver. Ack and Resume trim the list from the front up to
+// client has not acknowledged), and, when connected, appends a numbered
+// entry to its server's inbox, whose consumer passes the number to
+// Deliver. Ack and Resume trim the list from the front up to
 // the number given (the numbers in it are consecutive). The cleanup of a
 // dead or unregistered server leaves the numbered entries of its inbox
 // where they are (deleted with the inbox): the mail lists hold them, and
@@ -138,22 +137,69 @@
 // while or after popping a message, the message stays in the list until
 // the client acknowledges it.
 //
+// # Inbox entries
+//
+// An inbox holds entries of four kinds: messages for the server's
+// clients, numbered messages for those that acknowledge, kicks
+// (ForgetUser) and replaced entries (Resume, see Resuming elsewhere).
+// They are written in one place in Lua (luaEntry) and read in one place
+// in Go (entry.go). Since version 1 each entry starts with '#', the
+// version and the letter of its kind; client ids hold no space and no
+// '#', and the data, last, runs to the end of the entry:
+//
+//	kind      version 1                        version 0
+//	message   "#1m <client id> <data>"         "<client id> <data>"
+//	numbered  "#1n <client id> <seq> <data>"   "<client id>#<seq> <data>"
+//	kick      "#1k <client id> <reason>"       " <client id> <reason>"
+//	replaced  "#1r <client id>"                (none)
+//
+// Nodes of the releases before version 1 read version 0 only. So that
+// both share a cluster during a rolling restart, a server's id tells the
+// version it reads: this release's servers have ids ending in "v1"
+// ("17v1"), older ones plain decimal ids ("17"), and every script that
+// writes into an inbox writes the version of its server (a test of the
+// id's last two characters, no extra key read). An old node thus finds
+// in its inbox only the forms it knows, and no replaced entry: it keeps
+// the behaviour of its release. This release's consumers read both
+// versions, since old nodes write version 0 into every inbox; that
+// reading can go once no node of a release before version 1 can share a
+// cluster (see docs/deployment.md), while the mark stays for good: the
+// scripts of this release go by it.
+//
+// One reader escapes the rule: the cleanup of a dead server reads the
+// entries left in its inbox. A node of before that cleans up a dead server
+// of this release takes its version 1 entries for numbered messages and
+// leaves them: the messages for clients that acknowledge are in their
+// mailboxes anyway, but those for clients that do not are dropped rather
+// than moved to where their clients are. Servers that unregister clean up
+// with their own scripts.
+//
+// # Resuming elsewhere
+//
+// When Resume takes a client that the directory placed on another server,
+// the resume script appends a replaced entry to that server's inbox, in the
+// same script as the move: after the messages already there for the
+// client, before any sent to it afterwards (which go to the new server).
+// The old server's consumer calls its Handler's Replaced
+// (broker.Replacer) for it. Servers of nodes of before get no replaced
+// entry (see Inbox entries): their connection stays open until it closes
+// by itself. The cleanup of a dead server drops the replaced entries left
+// in its inbox, like its kicks.
+//
 // # Keys
 //
 // With P the Config.Prefix ("rocket:" by default), a Broker uses:
 //
-//	P server_ids               string  INCR counter of server ids (decimal)
+//	P server_ids               string  INCR counter of server ids (decimal; a server's id is
+//	                                   its number and "v1", see Inbox entries)
 //	P client_seq               hash    epoch (8 random characters) and n (HINCRBY counter) of
 //	                                   the client ids, "<epoch>-<n>"
 //	P servers                  zset    server id -> last heartbeat, unix ms (Redis clock)
 //	P server:<id>:clients      set     ids of the clients the server holds
-//	P inbox:<id>               list    the server's inbox: "<client id> <data>" entries,
-//	                                   "<client id>#<seq> <data>" for clients that acknowledge,
-//	                                   and " <client id> <reason>" kicks (see Users); encoded
-//	                                   and decoded in one place in Go (entry.go) and one in
-//	                                   Lua (luaEntry), unchanged across releases so far, so
-//	                                   nodes of two releases share a cluster during a
-//	                                   rolling restart
+//	P inbox:<id>               list    the server's inbox: messages, numbered messages for
+//	                                   clients that acknowledge, kicks (see Users) and replaced
+//	                                   entries, in the version its server reads (see Inbox
+//	                                   entries)
 //	P wake:<id>                list    wake-ups of the server's consumer at shutdown (expire after a minute)
 //	P client:<id>              hash    server (empty when away), session (hex SHA-256 of the
 //	                                   secret: the secret itself is never stored), user (the
@@ -183,7 +229,8 @@
 //
 // # Ids and persistence
 //
-// Server ids come from the server_ids counter; client ids are
+// Server ids are the numbers of the server_ids counter, marked "v1"
+// (see Inbox entries); client ids are
 // "<epoch>-<n>", from the client_seq hash: n counts, and the epoch is 8
 // random characters drawn when the hash is created. Production Redis should
 // run with appendonly yes, but a Redis that restarts without its data (or

@@ -111,11 +111,11 @@ func (o *outage) ok() {
 	o.failures = 0
 }
 
-// consume reads the server's inbox and calls its Handler with each message,
-// in order, until the server stops. It pops up to InboxBatch messages per
-// round trip (LPOP with a count) and, when the inbox is empty, blocks on
-// BLPOP of the inbox and of the server's wake-up key for at most
-// blockTimeout.
+// consume reads the server's inbox and calls its Handler with each entry,
+// in order (Deliver for messages, Kick and Replaced for the others), until
+// the server stops. It pops up to InboxBatch entries per round trip (LPOP
+// with a count) and, when the inbox is empty, blocks on BLPOP of the inbox
+// and of the server's wake-up key for at most blockTimeout.
 //
 // Its commands are never canceled by UnregisterServer or Close (they push a
 // wake-up instead): a pop canceled while Redis answers would lose the
@@ -150,6 +150,13 @@ func (b *Broker) consume(s *server) {
 				b.log.Warn("redis broker: malformed inbox entry dropped", "server", s.id, "bytes", len(raw))
 			case e.kind == entryKick: // from ForgetUser (users.go)
 				b.kick(s, e.id, e.data)
+			case e.kind == entryReplaced: // from Resume on another server
+				// s.clients keeps the client: it may have resumed on s
+				// again since, and the Disconnect of the connection that
+				// s closes drops it.
+				if r, ok := s.h.(broker.Replacer); ok {
+					r.Replaced(e.id)
+				}
 			case e.kind == entryNumbered:
 				if last == nil {
 					last = make(map[string]uint64)

@@ -509,10 +509,11 @@ func sessionHash(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// raise makes floor at least the decimal id; other ids are ignored.
+// raise makes floor at least the number of server id id (serverNumber);
+// other ids are ignored.
 func raise(floor *atomic.Uint64, id string) {
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
+	n, ok := serverNumber(id)
+	if !ok {
 		return
 	}
 	for {
@@ -702,7 +703,11 @@ func flag(b bool) string {
 
 // Resume moves the client to serverID, which must be registered on this
 // Broker, if the SHA-256 of session matches the one recorded, and returns
-// its mail oldest first.
+// its mail oldest first. When another server held the client, the same
+// script appends a replaced entry to that server's inbox, after what was
+// there, if the server reads version 1 entries (see doc.go, "Inbox
+// entries"); its consumer calls the Handler's Replaced (if it implements
+// broker.Replacer).
 func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
 	op := "resume " + clientID
 	if err := b.enter(ctx, op); err != nil {

@@ -44,15 +44,60 @@ local function user_key(uid) return P .. 'user:' .. uid .. ':clients' end
 `
 
 // luaEntry writes and reads inbox entries, the one place in Lua that
-// knows their encoding (entry.go has the same in Go; doc.go documents it).
+// knows their encoding and which version a server reads (entry.go has the
+// same in Go and documents both versions; doc.go too). The entry_*
+// functions take the id of the server whose inbox the entry goes to and
+// write the version it reads.
 const luaEntry = `
-local function entry_message(id, data) return id .. ' ' .. data end
-local function entry_numbered(id, seq, data) return id .. '#' .. seq .. ' ' .. data end
-local function entry_kick(id, reason) return ' ' .. id .. ' ' .. reason end
--- parse_entry returns the kind of entry e ('message', 'numbered' or
--- 'kick'), the client id, the number (numbered only) and the data (the
--- reason of a kick); nothing for a malformed entry.
+-- server_id returns the id of the server numbered n, marked as reading
+-- version 1 entries.
+local V1 = 'v1' -- serverMark in entry.go
+local function server_id(n) return n .. V1 end
+-- reads_v1 tells whether server sid reads version 1 entries; the servers
+-- of nodes of before read version 0 only.
+local function reads_v1(sid) return string.sub(sid, -2) == V1 end
+local function entry_message(sid, id, data)
+  if reads_v1(sid) then return '#1m ' .. id .. ' ' .. data end
+  return id .. ' ' .. data
+end
+local function entry_numbered(sid, id, seq, data)
+  if reads_v1(sid) then return '#1n ' .. id .. ' ' .. seq .. ' ' .. data end
+  return id .. '#' .. seq .. ' ' .. data
+end
+local function entry_kick(sid, id, reason)
+  if reads_v1(sid) then return '#1k ' .. id .. ' ' .. reason end
+  return ' ' .. id .. ' ' .. reason
+end
+-- entry_replaced returns the replaced entry of client id, or nil for a
+-- server that does not read them.
+local function entry_replaced(sid, id)
+  if reads_v1(sid) then return '#1r ' .. id end
+  return nil
+end
+local kinds = {m = 'message', n = 'numbered', k = 'kick', r = 'replaced'}
+-- parse_entry returns the kind of entry e ('message', 'numbered', 'kick'
+-- or 'replaced'), the client id, the number (numbered only) and the data
+-- (the reason of a kick); nothing for a malformed entry. It reads both
+-- versions (version 0, for one release more: see entry.go).
 local function parse_entry(e)
+  if string.byte(e, 1) == 35 then -- '#': version 1
+    local kind = kinds[string.sub(e, 3, 3)]
+    if not kind or string.sub(e, 1, 2) ~= '#1' or string.sub(e, 4, 4) ~= ' ' then return nil end
+    if kind == 'replaced' then
+      local id = string.sub(e, 5)
+      if id == '' or string.find(id, ' ', 1, true) then return nil end
+      return kind, id, nil, nil
+    end
+    local sp = string.find(e, ' ', 5, true)
+    if not sp or sp == 5 then return nil end
+    local id, data = string.sub(e, 5, sp - 1), string.sub(e, sp + 1)
+    if kind ~= 'numbered' then return kind, id, nil, data end
+    local sp2 = string.find(data, ' ', 1, true)
+    if not sp2 then return nil end
+    local seq = string.sub(data, 1, sp2 - 1)
+    if not string.match(seq, '^%d+$') then return nil end
+    return kind, id, seq, string.sub(data, sp2 + 1)
+  end
   local sp = string.find(e, ' ', 1, true)
   if not sp then return nil end
   if sp == 1 then
@@ -70,12 +115,13 @@ end
 `
 
 const luaRaiseCounter = `
--- raise_counter makes the id counter name at least n, if id is decimal.
+-- raise_counter makes the id counter name at least the number id starts
+-- with ("17" of "17v1"), if it starts with one.
 local function raise_counter(name, id)
-  local n = tonumber(id)
-  if not n then return end
+  local digits = string.match(id, '^%d+')
+  if not digits then return end
   local key = P .. name
-  if (tonumber(redis.call('GET', key)) or 0) < n then redis.call('SET', key, id) end
+  if (tonumber(redis.call('GET', key)) or 0) < tonumber(digits) then redis.call('SET', key, digits) end
 end
 `
 
@@ -170,21 +216,21 @@ const luaDeliver = `
 -- deliver sends data to client id, held by srv ('' when away until au):
 -- to srv's inbox, or to the mailbox when away. The message of a client
 -- that acknowledges (acked) is numbered and kept in its mailbox as
--- "<seq> <data>" in any case, and its inbox entry is "<id>#<seq> <data>".
+-- "<seq> <data>" in any case, and its inbox entry is numbered.
 -- Returns 1 (inbox) or 2 (mailbox only).
 local function deliver(id, srv, au, acked, data, size, maxb)
   if acked then
     local seq = int(redis.call('HINCRBY', client_key(id), 'seq', 1))
     bound_mail(id, size, maxb, true, au, redis.call('RPUSH', mail_key(id), seq .. ' ' .. data), #data)
     if srv == '' then return 2 end
-    redis.call('RPUSH', inbox_key(srv), entry_numbered(id, seq, data))
+    redis.call('RPUSH', inbox_key(srv), entry_numbered(srv, id, seq, data))
     return 1
   end
   if srv == '' then
     bound_mail(id, size, maxb, false, au, redis.call('RPUSH', mail_key(id), data), #data)
     return 2
   end
-  redis.call('RPUSH', inbox_key(srv), entry_message(id, data))
+  redis.call('RPUSH', inbox_key(srv), entry_message(srv, id, data))
   return 1
 end
 `
@@ -247,7 +293,8 @@ end
 return e .. '-' .. int(redis.call('HINCRBY', key, 'n', 1))
 `
 
-// luaRegister: ARGV prefix, floor. Allocates a server id above floor and
+// luaRegister: ARGV prefix, floor. Allocates a server id numbered above
+// floor, marked as reading version 1 inbox entries (server_id), and
 // records its first heartbeat.
 const luaRegister = `
 local key = P .. 'server_ids'
@@ -257,7 +304,7 @@ if v <= floor then
   v = floor + 1
   redis.call('SET', key, int(v))
 end
-local id = int(v)
+local id = server_id(int(v))
 redis.call('ZADD', SERVERS, int(now_ms()), id)
 return id
 `
@@ -296,7 +343,8 @@ return 1
 // Returns {0} unknown, {1} bad session, {2, old server, mail, user id,
 // acked ('1' or ”), last seq}. The mail of a client that acknowledges
 // is kept (entries "<seq> <data>" above ack); of one that does not,
-// removed.
+// removed. A client taken from another server leaves a replaced entry at
+// the end of that server's inbox, if it reads them (entry_replaced).
 const luaResume = `
 local id, sid = ARGV[2], ARGV[3]
 local srv, _, acked = state(id, now_ms())
@@ -305,6 +353,10 @@ local f = redis.call('HMGET', client_key(id), 'session', 'user', 'seq')
 if f[1] ~= ARGV[4] then return {1} end
 local ack = capped_ack(ARGV[5], f[3])
 take_client(id, srv, sid)
+if srv ~= '' and srv ~= sid then
+  local e = entry_replaced(srv, id)
+  if e then redis.call('RPUSH', inbox_key(srv), e) end
+end
 local mk = mail_key(id)
 if acked then
   ack_mail(id, ack)
@@ -440,8 +492,9 @@ local entries = redis.call('LRANGE', ik, 0, -1)
 redis.call('DEL', ik)
 local ids, data, where, until_ = {}, {}, {}, {}
 for _, e in ipairs(entries) do
-  -- A kick is for a connection of this dead server: nothing to do. A
-  -- numbered message stays in its client's mailbox until acknowledged.
+  -- A kick or a replaced entry is for a connection of this dead server:
+  -- nothing to do. A numbered message stays in its client's mailbox
+  -- until acknowledged.
   local kind, id, _, d = parse_entry(e)
   if kind == 'message' then
     ids[#ids + 1] = id
@@ -473,7 +526,7 @@ for id, added in pairs(touched) do bound_mail(id, size, maxb, false, until_[id],
 for i = 1, #ids do
   local srv = where[ids[i]]
   if srv and srv ~= '' then
-    redis.call('RPUSH', inbox_key(srv), entry_message(ids[i], data[i]))
+    redis.call('RPUSH', inbox_key(srv), entry_message(srv, ids[i], data[i]))
     moved = moved + 1
   end
 end
@@ -521,10 +574,12 @@ local ik = inbox_key(sid)
 -- The mail of a client that acknowledges, "<seq> <data>", goes numbered
 -- and stays kept.
 for _, m in ipairs(mail) do
-  local e = entry_message(id, m)
+  local e
   if acked then
     local sp = string.find(m, ' ', 1, true)
-    e = entry_numbered(id, string.sub(m, 1, sp - 1), string.sub(m, sp + 1))
+    e = entry_numbered(sid, id, string.sub(m, 1, sp - 1), string.sub(m, sp + 1))
+  else
+    e = entry_message(sid, id, m)
   end
   redis.call('RPUSH', ik, e)
 end
@@ -555,10 +610,10 @@ func newScripts() (*scripts, []string) {
 	}
 	s := &scripts{
 		nextClientID: mk(luaNextClientID, luaInt),
-		register:     mk(luaRegister, luaNow, luaInt),
+		register:     mk(luaRegister, luaNow, luaInt, luaEntry),
 		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
 		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail),
+		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail, luaEntry),
 		ack:          mk(luaAck, luaInt, luaKeys, luaMailBytes, luaAckMail),
 		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
 		forget:       mk(luaForget, luaKeys),

@@ -91,7 +91,7 @@ for _, c in ipairs(user_clients(uid, now_ms())) do
   local id, srv = c[1], c[2]
   if srv ~= '' then
     redis.call('SREM', set_key(srv), id)
-    redis.call('RPUSH', inbox_key(srv), entry_kick(id, reason))
+    redis.call('RPUSH', inbox_key(srv), entry_kick(srv, id, reason))
   end
   redis.call('DEL', client_key(id), mail_key(id))
   redis.call('ZREM', AWAY, id)
