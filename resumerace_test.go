@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/rocket-go/rocket"
+	"github.com/rocket-go/rocket/broker/memory"
 	"github.com/rocket-go/rocket/internal/redistest"
 )
 
@@ -88,6 +89,16 @@ func TestRacingResumesLoseNoMail(t *testing.T) {
 		rs := redistest.Start(t)
 		n := startRedisNode(t, rs, clusterPrefix(t), rocket.Config{})
 		testRacingResumes(t, n, n)
+	})
+	t.Run("memory/two-nodes", func(t *testing.T) {
+		b := memory.New(memory.Config{})
+		t.Cleanup(func() { _ = b.Close() })
+		testRacingResumes(t, startNode(t, rocket.Config{Broker: b}, nil), startNode(t, rocket.Config{Broker: b}, nil))
+	})
+	t.Run("redis/two-nodes", func(t *testing.T) {
+		rs := redistest.Start(t)
+		prefix := clusterPrefix(t)
+		testRacingResumes(t, startRedisNode(t, rs, prefix, rocket.Config{}), startRedisNode(t, rs, prefix, rocket.Config{}))
 	})
 }
 

@@ -456,14 +456,36 @@ const replacedReason = "replaced by a newer connection"
 
 // Replaced closes the local client clientID, whose session a newer
 // connection resumed on another server (broker.Replacer), with 1008 as a
-// newer connection on this server would. What reached it and was not
-// written is sent on when it finishes: the directory places the client on
-// its new server, so it goes there.
+// newer connection on this server would, and finishes it at once, off the
+// broker's goroutine: what reached it and was not written is sent on, and
+// the directory places the client on its new server, so it goes there. A
+// client that has resumed here again since (the directory names this
+// server) keeps its connection.
 func (h brokerHandler) Replaced(clientID string) {
-	if cl := h.s.Client(clientID); cl != nil {
-		cl.closeWith(transport.ClosePolicy, replacedReason)
+	s := h.s
+	cl := s.Client(clientID)
+	if cl == nil {
+		return
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+		rec, err := s.broker.Lookup(ctx, clientID)
+		cancel()
+		if err == nil && rec.Server == s.id {
+			return
+		}
+		cl.closeWith(transport.ClosePolicy, replacedReason)
+		cl.finish(replacedReason)
+	}()
 }
+
+// Server implements what the broker may ask of it.
+var (
+	_ broker.Kicker   = brokerHandler{}
+	_ broker.Replacer = brokerHandler{}
+)
 
 // removeLocal forgets cl locally if it is still the local client with its
 // id.
