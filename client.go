@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/rocket-go/rocket/broker"
 	"github.com/rocket-go/rocket/internal/transport"
 	"golang.org/x/time/rate"
 )
@@ -207,13 +208,26 @@ func (cl *Client) doFinish(reason string) {
 		cl.out.finish(reason)
 		return
 	}
-	if err := s.broker.Disconnect(ctx, cl.id, s.id); err != nil {
+	// The leftovers go back to the head of the client's mailbox as it
+	// goes away, ahead of anything sent to it since (or on to the server
+	// it moved to); those delivered for another id (a resume that failed)
+	// are sent on.
+	reason, leftovers := cl.out.finish(reason)
+	var own [][]byte
+	var others []queued
+	for _, q := range leftovers {
+		if q.id == cl.id {
+			own = append(own, q.frame)
+		} else {
+			others = append(others, q)
+		}
+	}
+	if err := s.broker.DisconnectWith(ctx, cl.id, s.id, own); err != nil {
 		s.reportError(&ErrorEvent{Client: cl, Err: err})
 	}
-	reason, leftovers := cl.out.finish(reason)
 	s.removeLocal(cl)
-	for _, q := range leftovers {
-		if err := s.broker.Send(ctx, q.id, q.frame); err != nil {
+	for _, q := range others {
+		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
 	}

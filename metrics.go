@@ -197,6 +197,13 @@ func (b instrumented) Disconnect(ctx context.Context, clientID, serverID string)
 	return err
 }
 
+func (b instrumented) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
+	start := time.Now()
+	err := b.Broker.DisconnectWith(ctx, clientID, serverID, unsent)
+	b.observe("disconnect_with", start, err)
+	return err
+}
+
 func (b instrumented) NewClientID(ctx context.Context) (string, error) {
 	start := time.Now()
 	id, err := b.Broker.NewClientID(ctx)

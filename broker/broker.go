@@ -293,6 +293,20 @@ type Broker interface {
 	// TTL.
 	Disconnect(ctx context.Context, clientID, serverID string) error
 
+	// DisconnectWith is Disconnect for a server that took messages for the
+	// client and did not write them (its connection closed first): unsent,
+	// oldest first. In the same step as the client goes away, they are
+	// put back at the head of its mailbox, ahead of what was sent to it
+	// since, within the mailbox bounds (what they push out is counted in
+	// MailDropped); a client away already gets them at the head of its
+	// mailbox all the same. When the directory places the client on
+	// another server, they are delivered there, after what is on its way
+	// to it, as Send would, and the record is left alone. For an unknown
+	// client, or one that acknowledges (its mailbox keeps what it was
+	// sent), they are dropped. DisconnectWith with no messages is
+	// Disconnect.
+	DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error
+
 	// Forget removes a client from the directory with its session and mail.
 	Forget(ctx context.Context, clientID string) error
 

@@ -107,6 +107,7 @@ func Run(t *testing.T, newBroker func(t *testing.T, cfg Config) broker.Broker) {
 		{"CanceledContext", testCanceledContext},
 	}
 	tests = append(tests, replacedTests...)
+	tests = append(tests, unsentTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, &env{t: t, newBroker: newBroker})

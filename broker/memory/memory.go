@@ -28,6 +28,7 @@
 package memory
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"crypto/subtle"
@@ -505,6 +506,58 @@ func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) erro
 	delete(c.srv.clients, c.id)
 	b.goAway(c, time.Now())
 	return nil
+}
+
+// DisconnectWith is Disconnect for a server that took the messages unsent
+// for the client and did not write them: they go back to the head of its
+// mailbox, ahead of what was sent to it since, in the same step as it
+// goes away (or to the server the client moved to).
+func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
+	if err := b.enter(ctx, "disconnect"); err != nil {
+		return err
+	}
+	c := b.lookup(clientID)
+	if c != nil && c.acked {
+		unsent = nil // its mailbox has them
+	}
+	switch {
+	case c == nil:
+	case c.srv != nil && c.srv.id != serverID:
+		// Moved: the new server gets them, after what it has.
+		h := c.srv.h
+		b.mu.Unlock()
+		for _, d := range unsent {
+			h.Deliver(clientID, 0, d)
+		}
+		return nil
+	default:
+		if c.srv != nil {
+			delete(c.srv.clients, c.id)
+			b.goAway(c, time.Now())
+		}
+		b.putFirst(c, unsent)
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// putFirst puts copies of unsent at the head of c's mailbox, oldest first,
+// within its bounds (the oldest dropped first). b.mu must be held.
+func (b *Broker) putFirst(c *client, unsent [][]byte) {
+	if len(unsent) == 0 {
+		return
+	}
+	kept := c.mail.drain()
+	for _, d := range unsent {
+		if len(d) > b.cfg.MailboxBytes {
+			b.stats.MailDropped++
+			continue
+		}
+		b.stats.MailDropped += uint64(c.mail.push(broker.Mail{Data: bytes.Clone(d)}, b.cfg.MailboxSize, b.cfg.MailboxBytes))
+	}
+	for _, m := range kept {
+		b.stats.MailDropped += uint64(c.mail.push(m, b.cfg.MailboxSize, b.cfg.MailboxBytes))
+	}
 }
 
 // Forget removes the client with its session and mail. Forgetting an

@@ -809,6 +809,34 @@ func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) erro
 	return nil
 }
 
+// DisconnectWith is Disconnect for a server that took the messages unsent
+// for the client and did not write them: in one script, the client goes
+// away and they are pushed back at the head of its mailbox (or to the
+// inbox of the server it moved to).
+func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
+	if len(unsent) == 0 {
+		return b.Disconnect(ctx, clientID, serverID)
+	}
+	op := "disconnect " + clientID
+	if err := b.enter(ctx, op); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	if s := b.servers[serverID]; s != nil {
+		delete(s.clients, clientID)
+	}
+	b.mu.Unlock()
+	args := make([]string, 0, 6+len(unsent))
+	args = append(args, b.cfg.Prefix, clientID, serverID, b.ttlArg, b.sizeArg, b.bytesArg)
+	for _, d := range unsent {
+		args = append(args, string(d))
+	}
+	if err := b.run(ctx, b.lua.disconnectWith, args...).Error(); err != nil {
+		return b.fail(op, err)
+	}
+	return nil
+}
+
 // Forget removes the client with its session and mail. Forgetting an
 // unknown client does nothing.
 func (b *Broker) Forget(ctx context.Context, clientID string) error {

@@ -386,6 +386,33 @@ go_away(id, sid, now_ms(), tonumber(ARGV[4]))
 return 1
 `
 
+// luaDisconnectWith: ARGV prefix, client id, server id, mailbox TTL (ms),
+// mailbox size, mailbox bytes, then the messages unsent, oldest first.
+// Returns 1 when the client went away (or was away), 2 when the messages
+// went to the server it moved to, 0 when it is unknown.
+const luaDisconnectWith = `
+local id, sid = ARGV[2], ARGV[3]
+local now = now_ms()
+local srv, au, acked = state(id, now)
+if not srv then return 0 end
+local last = #ARGV
+if acked then last = 6 end
+if srv ~= '' and srv ~= sid then
+  for i = 7, last do redis.call('RPUSH', inbox_key(srv), entry_message(srv, id, ARGV[i])) end
+  return 2
+end
+if srv == sid then au = go_away(id, sid, now, tonumber(ARGV[4])) end
+if last > 6 then
+  local added = 0
+  for i = last, 7, -1 do
+    redis.call('LPUSH', mail_key(id), ARGV[i])
+    added = added + #ARGV[i]
+  end
+  bound_mail(id, tonumber(ARGV[5]), tonumber(ARGV[6]), false, au, nil, added)
+end
+return 1
+`
+
 // luaForget: ARGV prefix, client id.
 const luaForget = `
 local id = ARGV[2]
@@ -592,12 +619,12 @@ return {2, #mail}
 
 // scripts are the Broker's Lua scripts.
 type scripts struct {
-	nextClientID, register, heartbeat                *rueidis.Lua
-	connect, resume, ack, disconnect, forget, lookup *rueidis.Lua
-	send                                             *rueidis.Lua
-	sweep, deadServers, cleanup, reclaim             *rueidis.Lua
-	presenceAdd, presenceRemove                      *rueidis.Lua
-	userClients, sendUser, forgetUser                *rueidis.Lua
+	nextClientID, register, heartbeat                                *rueidis.Lua
+	connect, resume, ack, disconnect, disconnectWith, forget, lookup *rueidis.Lua
+	send                                                             *rueidis.Lua
+	sweep, deadServers, cleanup, reclaim                             *rueidis.Lua
+	presenceAdd, presenceRemove                                      *rueidis.Lua
+	userClients, sendUser, forgetUser                                *rueidis.Lua
 }
 
 // newScripts returns the scripts and their sources, to be loaded by New.
@@ -609,20 +636,21 @@ func newScripts() (*scripts, []string) {
 		return rueidis.NewLuaScript(src)
 	}
 	s := &scripts{
-		nextClientID: mk(luaNextClientID, luaInt),
-		register:     mk(luaRegister, luaNow, luaInt, luaEntry),
-		heartbeat:    mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
-		connect:      mk(luaConnect, luaKeys),
-		resume:       mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail, luaEntry),
-		ack:          mk(luaAck, luaInt, luaKeys, luaMailBytes, luaAckMail),
-		disconnect:   mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
-		forget:       mk(luaForget, luaKeys),
-		lookup:       mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
-		send:         mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaMailBytes, luaBoundMail, luaEntry, luaDeliver),
-		sweep:        mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
-		deadServers:  mk(luaDeadServers, luaNow, luaInt),
-		cleanup:      mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence, luaEntry),
-		reclaim:      mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient, luaEntry),
+		nextClientID:   mk(luaNextClientID, luaInt),
+		register:       mk(luaRegister, luaNow, luaInt, luaEntry),
+		heartbeat:      mk(luaHeartbeat, luaNow, luaInt, luaRaiseCounter),
+		connect:        mk(luaConnect, luaKeys),
+		resume:         mk(luaResume, luaNow, luaInt, luaKeys, luaExpire, luaState, luaTakeClient, luaMailBytes, luaAckMail, luaEntry),
+		ack:            mk(luaAck, luaInt, luaKeys, luaMailBytes, luaAckMail),
+		disconnect:     mk(luaDisconnect, luaNow, luaInt, luaKeys, luaGoAway),
+		disconnectWith: mk(luaDisconnectWith, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaEntry),
+		forget:         mk(luaForget, luaKeys),
+		lookup:         mk(luaLookup, luaNow, luaKeys, luaExpire, luaState),
+		send:           mk(luaSend, luaNow, luaInt, luaKeys, luaExpire, luaState, luaMailBytes, luaBoundMail, luaEntry, luaDeliver),
+		sweep:          mk(luaSweep, luaNow, luaInt, luaKeys, luaExpire, luaState),
+		deadServers:    mk(luaDeadServers, luaNow, luaInt),
+		cleanup:        mk(luaCleanup, luaNow, luaInt, luaKeys, luaExpire, luaState, luaGoAway, luaMailBytes, luaBoundMail, luaPresence, luaDropPresence, luaEntry),
+		reclaim:        mk(luaReclaim, luaNow, luaKeys, luaExpire, luaState, luaTakeClient, luaEntry),
 	}
 	// Presence (presence.go).
 	s.presenceAdd = mk(luaPresenceAdd, luaPresence)
