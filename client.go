@@ -148,7 +148,6 @@ func (cl *Client) onMessage(text bool, data []byte) {
 func (cl *Client) onClose(err error) {
 	s := cl.srv
 	s.conns.Add(-1)
-	cl.slot.release()
 	reason := "closed by client"
 	slow := false
 	switch {
@@ -164,14 +163,18 @@ func (cl *Client) onClose(err error) {
 	cl.out.closed(reason, slow)
 	select {
 	case <-cl.setupDone:
+		cl.slot.release()
 		cl.finish(reason)
 	default:
 		// Still being set up: finish once setup is over, off the
-		// transport's goroutine.
+		// transport's goroutine. The connection keeps its place under
+		// the caps until then, so that setups outliving their sockets
+		// (a client resuming in a loop) stay bounded by them.
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			cl.finish(reason)
+			cl.slot.release()
 		}()
 	}
 }

@@ -121,7 +121,8 @@ type outbox struct {
 	leftovers    []queued // directed messages not written, for the mailbox of their client id
 	reason       string   // the first reason the client leaves for
 	kicked       bool     // the session is forgotten: leftovers are dropped
-	lastSeq      uint64   // number of the last numbered message written
+	lastSeq      uint64   // highest number taken to write (de-duplication)
+	sentSeq      uint64   // highest number handed to the transport
 	ackedSeq     uint64   // highest number the client acknowledged
 
 	// acked says whether the client acknowledges its directed messages;
@@ -226,6 +227,7 @@ func (o *outbox) writeLocked(q queued) error {
 	err := o.conn.WriteText(q.frame)
 	if err == nil {
 		o.count.sent.Inc()
+		o.sentSeq = max(o.sentSeq, q.seq)
 		return nil
 	}
 	slow := errors.Is(err, transport.ErrSlow)
@@ -344,7 +346,7 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 	o.mu.Unlock()
 	for {
 		for i, q := range frames {
-			if !o.waitRoom(len(q.frame)) {
+			if !o.waitRoom(transport.FrameSize(len(q.frame))) {
 				o.mu.Lock()
 				o.dropQueueLocked(frames[i:], o.reason == slowReason, true)
 				o.mu.Unlock()
@@ -398,9 +400,9 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 	}
 }
 
-// waitRoom waits until the transport can take n more bytes without going
-// over Config.MaxPendingBytes (or holds nothing: a frame larger than the
-// bound then fails on its own). It reports false when the connection
+// waitRoom waits until the transport can take a frame of n bytes (header
+// included) without going over Config.MaxPendingBytes (or holds nothing: a
+// frame larger than the bound then fails on its own). It reports false when the connection
 // starts closing meanwhile, or when the client read nothing for the stall
 // time: it is then disconnected as slow.
 func (o *outbox) waitRoom(n int) bool {
@@ -513,19 +515,21 @@ func (o *outbox) acks() bool { return o.acked.Load() }
 func (o *outbox) setAcks(acked bool, last uint64) {
 	o.mu.Lock()
 	o.acked.Store(acked)
-	o.ackedSeq, o.lastSeq = last, last
+	o.ackedSeq, o.lastSeq, o.sentSeq = last, last, last
 	o.mu.Unlock()
 }
 
 // acknowledge records that the client acknowledged the messages numbered
 // up to seq. It reports whether that acknowledges anything new, and
-// whether seq is past the last number written (last), which is an error.
+// whether seq is past the last number handed to the transport (last),
+// which is an error: during a hand-over, the mail's later numbers are not
+// written yet.
 func (o *outbox) acknowledge(seq uint64) (fresh, past bool, last uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	last = o.lastSeq
+	last = o.sentSeq
 	switch {
-	case seq > max(o.lastSeq, o.ackedSeq):
+	case seq > max(o.sentSeq, o.ackedSeq):
 		return false, true, last
 	case seq <= o.ackedSeq:
 		return false, false, last

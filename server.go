@@ -311,7 +311,9 @@ func parseConnectQuery(q url.Values) connectQuery {
 	case "1", "true":
 		cq.acks = true
 	}
-	cq.ack, _ = protocol.ParseSeq([]byte(q.Get("ack")))
+	if ack, ok := protocol.ParseSeq([]byte(q.Get("ack"))); ok {
+		cq.ack = ack
+	}
 	return cq
 }
 
@@ -333,9 +335,13 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 	var mail []broker.Mail
 	resumed := false
 	cl.out.setAcks(cq.acks, 0)
-	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) {
-		cl.id, cl.secret = id, secret
-		s.replaceLocal(cl)
+	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) && s.takeOver(cl, id, secret) {
+		if cl.leaving() {
+			// Closed (by its peer or a newer connection) while it waited:
+			// nothing to resume for.
+			s.removeLocal(cl)
+			return
+		}
 		r, err := s.broker.Resume(ctx, id, sessionKey(secret, cl.userID), s.id, cq.ack)
 		switch {
 		case err == nil:
@@ -359,7 +365,10 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 			s.failSetup(cl, fmt.Errorf("allocate client id: %w", err))
 			return
 		}
-		cl.id, cl.secret = id, newSecret()
+		secret := newSecret()
+		s.clientsMu.Lock()
+		cl.id, cl.secret = id, secret
+		s.clientsMu.Unlock()
 		s.replaceLocal(cl)
 		rec := broker.Client{ID: id, Server: s.id, Session: sessionKey(cl.secret, cl.userID), User: cl.userID, Acked: cq.acks}
 		if err := s.broker.Connect(ctx, rec); err != nil {
@@ -417,8 +426,8 @@ func parseToken(token string) (id, secret string, ok bool) {
 // push a connected client off.
 func (s *Server) mayReplace(id, secret, userID string) bool {
 	old := s.Client(id)
-	if old == nil {
-		return true
+	if old == nil || !old.registered.Load() {
+		return true // takeOver checks it once its session is verified
 	}
 	if subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 && old.userID == userID {
 		return true
@@ -444,6 +453,42 @@ func (s *Server) replaceLocal(cl *Client) {
 			return
 		}
 		s.clientsMu.Unlock()
+		old.closeWith(transport.ClosePolicy, replacedReason)
+		old.finish(replacedReason)
+		s.removeLocal(old)
+	}
+}
+
+// takeOver records cl as the local client id for a resume presenting
+// secret, closing the previous local client with that id only if it holds
+// the same secret and user; one whose setup is still under way (its
+// session not verified by the broker yet) is waited for first. It reports
+// false when a verified local client holds the id with another secret.
+func (s *Server) takeOver(cl *Client, id, secret string) bool {
+	for {
+		s.clientsMu.Lock()
+		old := s.clients[id]
+		if old == nil {
+			cl.id, cl.secret = id, secret
+			s.clients[id] = cl
+			s.clientsMu.Unlock()
+			return true
+		}
+		// Read under clientsMu: a client whose resume failed takes a
+		// new id and secret under it (setup).
+		same := subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 && old.userID == cl.userID
+		s.clientsMu.Unlock()
+		if !same {
+			select {
+			case <-old.welcomed:
+				if old.registered.Load() && s.Client(id) == old {
+					return false
+				}
+			case <-cl.ctx.Done():
+				return false
+			}
+			continue
+		}
 		old.closeWith(transport.ClosePolicy, replacedReason)
 		old.finish(replacedReason)
 		s.removeLocal(old)

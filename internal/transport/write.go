@@ -23,7 +23,8 @@ const maxFlushDelay = time.Millisecond
 
 // WriteText writes one text message. It never blocks on the network; it
 // returns ErrSlow, taking nothing, when the output the kernel has not taken
-// (Buffered) would go over Config.MaxPendingBytes, and ErrClosed once the
+// (Buffered) would go over Config.MaxPendingBytes with the message's frame
+// (FrameSize), and ErrClosed once the
 // connection is closing or closed.
 func (c *Conn) WriteText(data []byte) error {
 	c.wmu.Lock()
@@ -34,7 +35,7 @@ func (c *Conn) WriteText(data []byte) error {
 	if c.wbuf == nil {
 		c.wbuf = c.a.getBuf()
 	}
-	if max := c.a.cfg.MaxPendingBytes; max > 0 && c.pendingLocked()+len(data) > max {
+	if max := c.a.cfg.MaxPendingBytes; max > 0 && c.pendingLocked()+FrameSize(len(data)) > max {
 		c.wmu.Unlock()
 		return ErrSlow
 	}
@@ -69,6 +70,20 @@ func (c *Conn) WriteText(data []byte) error {
 		c.a.writers.Go(c.flush)
 	}
 	return nil
+}
+
+// FrameSize returns the bytes of the frame WriteText writes for a message
+// of n bytes: the header (2, 4 or 10 bytes) and the message. It is what
+// counts against Config.MaxPendingBytes.
+func FrameSize(n int) int {
+	switch {
+	case n < 126:
+		return 2 + n
+	case n <= 0xffff:
+		return 4 + n
+	default:
+		return 10 + n
+	}
 }
 
 // appendTextFrame appends data as one unmasked, final text frame.
