@@ -126,178 +126,204 @@ func (c *mailboxCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // instrumented wraps a broker to count its failures and time its calls.
+// It is made of one wrapper per role of broker.Broker, each holding its
+// role as a field, not embedded: a method added to a role has no
+// implementation here until it is written, timed, in its role's wrapper,
+// and the server does not compile without it. TestEveryBrokerMethodInstrumented
+// checks that each wrapper times what it forwards.
 type instrumented struct {
-	broker.Broker
+	timedServers
+	timedDirectory
+	timedDelivery
+	timedRooms
+	timedPresences
+	timedUsers
+	b broker.Broker
 	m *metrics
 }
 
-func (b instrumented) observe(op string, start time.Time, err error) {
-	b.m.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) && !errors.Is(err, broker.ErrTooLarge) {
-		b.m.brokerErrors.WithLabelValues(op).Inc()
+func newInstrumented(b broker.Broker, m *metrics) instrumented {
+	return instrumented{
+		timedServers:   timedServers{b, m},
+		timedDirectory: timedDirectory{b, m},
+		timedDelivery:  timedDelivery{b, m},
+		timedRooms:     timedRooms{b, m},
+		timedPresences: timedPresences{b, m},
+		timedUsers:     timedUsers{b, m},
+		b:              b,
+		m:              m,
 	}
 }
 
-// Server.Ready relies on the wrapped broker always being a Checker.
-var _ broker.Checker = instrumented{}
+var (
+	_ broker.Broker    = instrumented{}
+	_ broker.Servers   = timedServers{}
+	_ broker.Directory = timedDirectory{}
+	_ broker.Delivery  = timedDelivery{}
+	_ broker.Rooms     = timedRooms{}
+	_ broker.Presences = timedPresences{}
+	_ broker.Users     = timedUsers{}
+	// Server.Ready relies on the wrapped broker always being a Checker.
+	_ broker.Checker = instrumented{}
+)
+
+// observeBroker records a broker call of op that started at start and
+// returned err.
+func (m *metrics) observeBroker(op string, start time.Time, err error) {
+	m.brokerDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, broker.ErrUnknownClient) && !errors.Is(err, broker.ErrBadSession) && !errors.Is(err, broker.ErrTooLarge) {
+		m.brokerErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// timed calls f, a broker call of op, and observes it.
+func timed[T any](m *metrics, op string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	m.observeBroker(op, start, err)
+	return v, err
+}
+
+// timedErr is timed for a broker call that returns only an error.
+func timedErr(m *metrics, op string, f func() error) error {
+	start := time.Now()
+	err := f()
+	m.observeBroker(op, start, err)
+	return err
+}
 
 // Ready asks the broker whether new clients can connect (broker.Checker),
 // or makes one Stats round trip for brokers that cannot tell.
 func (b instrumented) Ready(ctx context.Context) error {
-	start := time.Now()
-	var err error
-	if c, ok := b.Broker.(broker.Checker); ok {
-		err = c.Ready(ctx)
-	} else {
-		_, err = b.Broker.Stats(ctx)
-	}
-	b.observe("ready", start, err)
-	return err
-}
-
-func (b instrumented) Send(ctx context.Context, clientID string, data []byte) error {
-	start := time.Now()
-	err := b.Broker.Send(ctx, clientID, data)
-	b.observe("send", start, err)
-	return err
-}
-
-func (b instrumented) Publish(ctx context.Context, from, room string, data []byte) error {
-	start := time.Now()
-	err := b.Broker.Publish(ctx, from, room, data)
-	b.observe("publish", start, err)
-	return err
-}
-
-func (b instrumented) Connect(ctx context.Context, c broker.Client) error {
-	start := time.Now()
-	err := b.Broker.Connect(ctx, c)
-	b.observe("connect", start, err)
-	return err
-}
-
-func (b instrumented) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
-	start := time.Now()
-	r, err := b.Broker.Resume(ctx, clientID, session, serverID, ack)
-	b.observe("resume", start, err)
-	return r, err
-}
-
-func (b instrumented) Ack(ctx context.Context, clientID string, seq uint64) error {
-	start := time.Now()
-	err := b.Broker.Ack(ctx, clientID, seq)
-	b.observe("ack", start, err)
-	return err
-}
-
-func (b instrumented) Disconnect(ctx context.Context, clientID, serverID string) error {
-	start := time.Now()
-	err := b.Broker.Disconnect(ctx, clientID, serverID)
-	b.observe("disconnect", start, err)
-	return err
-}
-
-func (b instrumented) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
-	start := time.Now()
-	err := b.Broker.DisconnectWith(ctx, clientID, serverID, unsent)
-	b.observe("disconnect_with", start, err)
-	return err
-}
-
-func (b instrumented) NewClientID(ctx context.Context) (string, error) {
-	start := time.Now()
-	id, err := b.Broker.NewClientID(ctx)
-	b.observe("new_client_id", start, err)
-	return id, err
-}
-
-func (b instrumented) Subscribe(ctx context.Context, serverID, room string) error {
-	start := time.Now()
-	err := b.Broker.Subscribe(ctx, serverID, room)
-	b.observe("subscribe", start, err)
-	return err
-}
-
-func (b instrumented) Unsubscribe(ctx context.Context, serverID, room string) error {
-	start := time.Now()
-	err := b.Broker.Unsubscribe(ctx, serverID, room)
-	b.observe("unsubscribe", start, err)
-	return err
-}
-
-func (b instrumented) PresenceAdd(ctx context.Context, room string, m broker.Member) error {
-	start := time.Now()
-	err := b.Broker.PresenceAdd(ctx, room, m)
-	b.observe("presence_add", start, err)
-	return err
-}
-
-func (b instrumented) PresenceRemove(ctx context.Context, room, clientID, serverID string) (bool, error) {
-	start := time.Now()
-	removed, err := b.Broker.PresenceRemove(ctx, room, clientID, serverID)
-	b.observe("presence_remove", start, err)
-	return removed, err
-}
-
-func (b instrumented) Presence(ctx context.Context, room string) ([]broker.Member, error) {
-	start := time.Now()
-	members, err := b.Broker.Presence(ctx, room)
-	b.observe("presence", start, err)
-	return members, err
-}
-
-func (b instrumented) UserClients(ctx context.Context, userID string) ([]broker.Client, error) {
-	start := time.Now()
-	clients, err := b.Broker.UserClients(ctx, userID)
-	b.observe("user_clients", start, err)
-	return clients, err
-}
-
-func (b instrumented) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
-	start := time.Now()
-	clients, err := b.Broker.SendUser(ctx, from, userID, data)
-	b.observe("send_user", start, err)
-	return clients, err
-}
-
-func (b instrumented) ForgetUser(ctx context.Context, userID, reason string) ([]broker.Client, error) {
-	start := time.Now()
-	clients, err := b.Broker.ForgetUser(ctx, userID, reason)
-	b.observe("forget_user", start, err)
-	return clients, err
-}
-
-func (b instrumented) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
-	start := time.Now()
-	id, err := b.Broker.RegisterServer(ctx, h)
-	b.observe("register_server", start, err)
-	return id, err
-}
-
-func (b instrumented) UnregisterServer(ctx context.Context, serverID string) error {
-	start := time.Now()
-	err := b.Broker.UnregisterServer(ctx, serverID)
-	b.observe("unregister_server", start, err)
-	return err
-}
-
-func (b instrumented) Forget(ctx context.Context, clientID string) error {
-	start := time.Now()
-	err := b.Broker.Forget(ctx, clientID)
-	b.observe("forget", start, err)
-	return err
-}
-
-func (b instrumented) Lookup(ctx context.Context, clientID string) (broker.Client, error) {
-	start := time.Now()
-	c, err := b.Broker.Lookup(ctx, clientID)
-	b.observe("lookup", start, err)
-	return c, err
+	return timedErr(b.m, "ready", func() error {
+		if c, ok := b.b.(broker.Checker); ok {
+			return c.Ready(ctx)
+		}
+		_, err := b.b.Stats(ctx)
+		return err
+	})
 }
 
 func (b instrumented) Stats(ctx context.Context) (broker.Stats, error) {
-	start := time.Now()
-	st, err := b.Broker.Stats(ctx)
-	b.observe("stats", start, err)
-	return st, err
+	return timed(b.m, "stats", func() (broker.Stats, error) { return b.b.Stats(ctx) })
+}
+
+// Close is not timed: it is called once, at shutdown, after the last
+// observation.
+func (b instrumented) Close() error { return b.b.Close() }
+
+// timedServers times the calls of broker.Servers.
+type timedServers struct {
+	b broker.Servers
+	m *metrics
+}
+
+func (w timedServers) RegisterServer(ctx context.Context, h broker.Handler) (string, error) {
+	return timed(w.m, "register_server", func() (string, error) { return w.b.RegisterServer(ctx, h) })
+}
+
+func (w timedServers) UnregisterServer(ctx context.Context, serverID string) error {
+	return timedErr(w.m, "unregister_server", func() error { return w.b.UnregisterServer(ctx, serverID) })
+}
+
+// timedDirectory times the calls of broker.Directory.
+type timedDirectory struct {
+	b broker.Directory
+	m *metrics
+}
+
+func (w timedDirectory) NewClientID(ctx context.Context) (string, error) {
+	return timed(w.m, "new_client_id", func() (string, error) { return w.b.NewClientID(ctx) })
+}
+
+func (w timedDirectory) Connect(ctx context.Context, c broker.Client) error {
+	return timedErr(w.m, "connect", func() error { return w.b.Connect(ctx, c) })
+}
+
+func (w timedDirectory) Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (broker.Resumed, error) {
+	return timed(w.m, "resume", func() (broker.Resumed, error) { return w.b.Resume(ctx, clientID, session, serverID, ack) })
+}
+
+func (w timedDirectory) Disconnect(ctx context.Context, clientID, serverID string) error {
+	return timedErr(w.m, "disconnect", func() error { return w.b.Disconnect(ctx, clientID, serverID) })
+}
+
+func (w timedDirectory) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
+	return timedErr(w.m, "disconnect_with", func() error { return w.b.DisconnectWith(ctx, clientID, serverID, unsent) })
+}
+
+func (w timedDirectory) Forget(ctx context.Context, clientID string) error {
+	return timedErr(w.m, "forget", func() error { return w.b.Forget(ctx, clientID) })
+}
+
+func (w timedDirectory) Lookup(ctx context.Context, clientID string) (broker.Client, error) {
+	return timed(w.m, "lookup", func() (broker.Client, error) { return w.b.Lookup(ctx, clientID) })
+}
+
+// timedDelivery times the calls of broker.Delivery.
+type timedDelivery struct {
+	b broker.Delivery
+	m *metrics
+}
+
+func (w timedDelivery) Send(ctx context.Context, clientID string, data []byte) error {
+	return timedErr(w.m, "send", func() error { return w.b.Send(ctx, clientID, data) })
+}
+
+func (w timedDelivery) Ack(ctx context.Context, clientID string, seq uint64) error {
+	return timedErr(w.m, "ack", func() error { return w.b.Ack(ctx, clientID, seq) })
+}
+
+// timedRooms times the calls of broker.Rooms.
+type timedRooms struct {
+	b broker.Rooms
+	m *metrics
+}
+
+func (w timedRooms) Subscribe(ctx context.Context, serverID, room string) error {
+	return timedErr(w.m, "subscribe", func() error { return w.b.Subscribe(ctx, serverID, room) })
+}
+
+func (w timedRooms) Unsubscribe(ctx context.Context, serverID, room string) error {
+	return timedErr(w.m, "unsubscribe", func() error { return w.b.Unsubscribe(ctx, serverID, room) })
+}
+
+func (w timedRooms) Publish(ctx context.Context, from, room string, data []byte) error {
+	return timedErr(w.m, "publish", func() error { return w.b.Publish(ctx, from, room, data) })
+}
+
+// timedPresences times the calls of broker.Presences.
+type timedPresences struct {
+	b broker.Presences
+	m *metrics
+}
+
+func (w timedPresences) PresenceAdd(ctx context.Context, room string, m broker.Member) error {
+	return timedErr(w.m, "presence_add", func() error { return w.b.PresenceAdd(ctx, room, m) })
+}
+
+func (w timedPresences) PresenceRemove(ctx context.Context, room, clientID, serverID string) (bool, error) {
+	return timed(w.m, "presence_remove", func() (bool, error) { return w.b.PresenceRemove(ctx, room, clientID, serverID) })
+}
+
+func (w timedPresences) Presence(ctx context.Context, room string) ([]broker.Member, error) {
+	return timed(w.m, "presence", func() ([]broker.Member, error) { return w.b.Presence(ctx, room) })
+}
+
+// timedUsers times the calls of broker.Users.
+type timedUsers struct {
+	b broker.Users
+	m *metrics
+}
+
+func (w timedUsers) UserClients(ctx context.Context, userID string) ([]broker.Client, error) {
+	return timed(w.m, "user_clients", func() ([]broker.Client, error) { return w.b.UserClients(ctx, userID) })
+}
+
+func (w timedUsers) SendUser(ctx context.Context, from, userID string, data []byte) ([]broker.Client, error) {
+	return timed(w.m, "send_user", func() ([]broker.Client, error) { return w.b.SendUser(ctx, from, userID, data) })
+}
+
+func (w timedUsers) ForgetUser(ctx context.Context, userID, reason string) ([]broker.Client, error) {
+	return timed(w.m, "forget_user", func() ([]broker.Client, error) { return w.b.ForgetUser(ctx, userID, reason) })
 }

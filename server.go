@@ -107,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		s.ownBroker = true
 	}
 	s.metrics = newMetrics(s)
-	s.broker = instrumented{Broker: s.broker, m: s.metrics}
+	s.broker = newInstrumented(s.broker, s.metrics)
 	if cfg.Metrics != nil {
 		if err := s.metrics.register(cfg.Metrics); err != nil {
 			if s.ownBroker {

@@ -5,59 +5,25 @@
 //
 // The package imports nothing of Rocket. Implementations live in their own
 // packages (broker/memory for one process, broker/redis for a cluster) and
-// all pass the conformance suite in broker/brokertest.
+// all pass the conformance suite in broker/brokertest, which is organised
+// by the same roles.
 //
-// # Model
+// # Roles
 //
-// A server registers with RegisterServer and gets a cluster-unique id and an
-// inbox; the broker calls the server's Handler with what arrives there until
-// the server unregisters or the broker is closed.
+// Broker is composed of small interfaces, one per role, each documenting
+// the contract it carries:
 //
-// A client is recorded in the directory with Connect when its WebSocket opens
-// and becomes away with Disconnect when it closes. An away client keeps its
-// session for the mailbox TTL: messages sent to it meanwhile are appended to
-// its mailbox (bounded in length, bytes and age) and handed over, in order, by Resume
-// when it comes back on any server. A client that stays away longer than the
-// TTL is forgotten and its mail dropped and counted. A client may also
-// resume while still recorded on another server (a reconnect that overtook
-// the close, or two tabs restoring one session): it moves, and that
-// server is told if its Handler implements Replacer.
+//   - Servers: servers registering, their inboxes (Handler) and liveness.
+//   - Directory: client ids, the cluster-wide directory of clients and
+//     their sessions (connected, away, resumed, forgotten).
+//   - Delivery: directed messages, the mailboxes that keep them and their
+//     acknowledgement by the clients that acknowledge.
+//   - Rooms: room subscriptions and fan-out.
+//   - Presences: the presence entries of clients in rooms (Member).
+//   - Users: the clients of a user, listed, sent to or forgotten at once.
 //
-// Send delivers a message to a client wherever it is: into the inbox of the
-// server that holds it, or into its mailbox when it is away. Publish delivers
-// a message to every server subscribed to a room.
-//
-// Presence entries (PresenceAdd, PresenceRemove, Presence) list the clients
-// present in a room across the cluster; an entry lives as long as the
-// server that added it, and the broker publishes its leave message when it
-// removes the entry of a server that unregistered or died (see Member).
-//
-// Users (UserClients, SendUser, ForgetUser) group clients: Connect records
-// the user id a client belongs to (Client.User), and the broker indexes
-// the clients of each user, connected or away, until they are forgotten
-// (Forget, ForgetUser, or the end of the mailbox TTL). Nothing of a user
-// belongs to a server: when a server unregisters or dies its clients go
-// away and stay listed, resumable, like any away client. ForgetUser ends
-// every session of a user at once and asks the server holding each
-// connected one to close its connection, through the server's Handler if
-// it implements Kicker (see Kicker).
-//
-// # Acknowledged delivery
-//
-// A client recorded with Client.Acked acknowledges what it receives, and
-// then no directed message accepted for it is lost when a server dies. The
-// broker numbers the messages sent to such a client (Mail.Seq: 1, 2, ...
-// with no gap, per client) and keeps each in the client's mailbox, whether
-// the client is connected or away, until the client acknowledges it (Ack,
-// or the ack given to Resume) or the mailbox bounds push it out. Deliver
-// gets the number with the message, and the messages of one acknowledging
-// client reach the Handler in the order of their numbers. When the
-// server holding the client dies with messages on their way, the client
-// resumes elsewhere with the number of the last message it received and
-// gets every later one again from its mailbox. A message already in a
-// server's inbox when its client moved is not sent on (the mailbox has
-// it). Clients that do not acknowledge get Seq 0, and their messages are
-// kept only while they are away.
+// Broker adds Stats and Close, and states the contract that holds for
+// every method of every role (concurrency, contexts, unknown servers).
 //
 // # Contract for servers
 //
@@ -182,7 +148,7 @@ type Client struct {
 	// that itself. UserClients lists the clients of a user.
 	User string
 	// Acked means the client acknowledges the directed messages it
-	// receives (see "Acknowledged delivery" above). Connect records it and
+	// receives (see Delivery). Connect records it and
 	// it stays with the client.
 	Acked bool
 }
@@ -223,23 +189,17 @@ type Stats struct {
 	OutOfMemory uint64
 }
 
-// Broker is what Rocket servers need from the engine that connects them.
+// Servers is the role of the servers of a cluster: registering them,
+// their inboxes and their liveness.
 //
-// Every method is safe for concurrent use. Every method that may block takes
-// a context; when the context ends first the method returns an error that
-// wraps the context's error.
-//
-// Methods that take a server id (Connect through the Client's Server field,
-// Resume, Subscribe, Unsubscribe, PresenceAdd through the Member's ServerID,
-// UnregisterServer) return an error wrapping ErrUnknownServer when that
-// server is not registered. Disconnect and Forget
-// of an unknown client do nothing and return nil. Connect of an id already
-// in the directory replaces the record and drops its mail.
+// A server registers with RegisterServer and gets a cluster-unique id and an
+// inbox; the broker calls the server's Handler with what arrives there until
+// the server unregisters or the broker is closed.
 //
 // A delivery that had already started when UnregisterServer or Close was
 // called may still reach the Handler after they return; handlers must
 // tolerate it (Rocket's do).
-type Broker interface {
+type Servers interface {
 	// RegisterServer allocates a cluster-unique server id, creates the
 	// server's inbox, keeps the server alive (heartbeat) and calls h with
 	// what arrives for it until UnregisterServer or Close.
@@ -250,7 +210,25 @@ type Broker interface {
 	// subscriptions, removes its presence entries (publishing their leave
 	// messages) and removes its inbox.
 	UnregisterServer(ctx context.Context, serverID string) error
+}
 
+// Directory is the role of client identity, the cluster-wide directory of
+// clients and their sessions.
+//
+// A client is recorded in the directory with Connect when its WebSocket opens
+// and becomes away with Disconnect when it closes. An away client keeps its
+// session for the mailbox TTL: messages sent to it meanwhile are appended to
+// its mailbox (bounded in length, bytes and age) and handed over, in order, by Resume
+// when it comes back on any server. A client that stays away longer than the
+// TTL is forgotten and its mail dropped and counted. A client may also
+// resume while still recorded on another server (a reconnect that overtook
+// the close, or two tabs restoring one session): it moves, and that
+// server is told if its Handler implements Replacer.
+//
+// Disconnect and Forget of an unknown client do nothing and return nil.
+// Connect of an id already in the directory replaces the record and drops
+// its mail.
+type Directory interface {
 	// NewClientID allocates a cluster-unique client id: an opaque string
 	// without spaces or '#' that is never issued again, not even after
 	// the broker (or its store) restarts without its data.
@@ -281,12 +259,6 @@ type Broker interface {
 	// the mailbox until acknowledged.
 	Resume(ctx context.Context, clientID, session, serverID string, ack uint64) (Resumed, error)
 
-	// Ack drops from the mailbox of an acknowledging client the messages
-	// numbered up to seq. Acknowledging what is already dropped, an
-	// unknown client or a client that does not acknowledge does nothing
-	// and returns nil.
-	Ack(ctx context.Context, clientID string, seq uint64) error
-
 	// Disconnect marks the client away if the directory still places it on
 	// serverID; if it has moved to another server already, Disconnect does
 	// nothing. The client's session and mailbox then live for the mailbox
@@ -313,7 +285,30 @@ type Broker interface {
 	// Lookup returns the directory record of a client (without its
 	// session), or ErrUnknownClient.
 	Lookup(ctx context.Context, clientID string) (Client, error)
+}
 
+// Delivery is the role of directed messages: delivering a message to one
+// client wherever it is, the mailboxes that keep messages for it, and
+// their acknowledgement.
+//
+// Send delivers a message to a client wherever it is: into the inbox of the
+// server that holds it, or into its mailbox when it is away.
+//
+// A client recorded with Client.Acked acknowledges what it receives, and
+// then no directed message accepted for it is lost when a server dies. The
+// broker numbers the messages sent to such a client (Mail.Seq: 1, 2, ...
+// with no gap, per client) and keeps each in the client's mailbox, whether
+// the client is connected or away, until the client acknowledges it (Ack,
+// or the ack given to Resume) or the mailbox bounds push it out. Deliver
+// gets the number with the message, and the messages of one acknowledging
+// client reach the Handler in the order of their numbers. When the
+// server holding the client dies with messages on their way, the client
+// resumes elsewhere with the number of the last message it received and
+// gets every later one again from its mailbox. A message already in a
+// server's inbox when its client moved is not sent on (the mailbox has
+// it). Clients that do not acknowledge get Seq 0, and their messages are
+// kept only while they are away.
+type Delivery interface {
 	// Send delivers data to a client: to the Handler of the server holding
 	// it, or to its mailbox when it is away (and to its mailbox as well
 	// when it acknowledges). It returns ErrUnknownClient when the client
@@ -322,6 +317,17 @@ type Broker interface {
 	// accepted: delivered to the server or kept in the mailbox.
 	Send(ctx context.Context, clientID string, data []byte) error
 
+	// Ack drops from the mailbox of an acknowledging client the messages
+	// numbered up to seq. Acknowledging what is already dropped, an
+	// unknown client or a client that does not acknowledge does nothing
+	// and returns nil.
+	Ack(ctx context.Context, clientID string, seq uint64) error
+}
+
+// Rooms is the role of room fan-out: Publish delivers a message to every
+// server subscribed to a room. A server's subscriptions are its own and
+// go when it unregisters.
+type Rooms interface {
 	// Subscribe makes the server receive messages published to room.
 	// Subscribing twice is the same as once.
 	Subscribe(ctx context.Context, serverID, room string) error
@@ -336,7 +342,14 @@ type Broker interface {
 	// in the order published. Room messages are not kept for servers that
 	// are down or not subscribed.
 	Publish(ctx context.Context, from, room string, data []byte) error
+}
 
+// Presences is the role of presence: its entries (PresenceAdd,
+// PresenceRemove, Presence) list the clients present in a room across the
+// cluster; an entry lives as long as the server that added it, and the
+// broker publishes its leave message when it removes the entry of a
+// server that unregistered or died (see Member).
+type Presences interface {
 	// PresenceAdd records m as present in room, replacing the entry of
 	// the same client in that room, if there is one, whatever its server
 	// (the client reconnected to m.ServerID). m.ServerID must be
@@ -358,7 +371,18 @@ type Broker interface {
 	// particular order and without their LeaveMessage. A room without
 	// entries gives an empty slice and a nil error.
 	Presence(ctx context.Context, room string) ([]Member, error)
+}
 
+// Users is the role of users, which group clients: Connect records the
+// user id a client belongs to (Client.User), and the broker indexes the
+// clients of each user, connected or away, until they are forgotten
+// (Forget, ForgetUser, or the end of the mailbox TTL). Nothing of a user
+// belongs to a server: when a server unregisters or dies its clients go
+// away and stay listed, resumable, like any away client. ForgetUser ends
+// every session of a user at once and asks the server holding each
+// connected one to close its connection, through the server's Handler if
+// it implements Kicker (see Kicker).
+type Users interface {
 	// UserClients returns the clients of userID, connected (Server set)
 	// or away (Server empty), in no particular order and without their
 	// Session. A user without clients gives an empty slice and a nil
@@ -385,6 +409,27 @@ type Broker interface {
 	// messages already on their way to the client. It returns the
 	// clients forgotten, with the Server each was on (empty: away).
 	ForgetUser(ctx context.Context, userID, reason string) ([]Client, error)
+}
+
+// Broker is what Rocket servers need from the engine that connects them:
+// every role (Servers, Directory, Delivery, Rooms, Presences, Users), and
+// Stats and Close. What follows holds for every method of every role.
+//
+// Every method is safe for concurrent use. Every method that may block takes
+// a context; when the context ends first the method returns an error that
+// wraps the context's error.
+//
+// Methods that take a server id (Connect through the Client's Server field,
+// Resume, Subscribe, Unsubscribe, PresenceAdd through the Member's ServerID,
+// UnregisterServer) return an error wrapping ErrUnknownServer when that
+// server is not registered.
+type Broker interface {
+	Servers
+	Directory
+	Delivery
+	Rooms
+	Presences
+	Users
 
 	// Stats returns the broker's counters.
 	Stats(ctx context.Context) (Stats, error)

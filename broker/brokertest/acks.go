@@ -14,6 +14,16 @@ import (
 
 // Conformance of acknowledged delivery (broker.Client.Acked).
 
+var ackedTests = []subtest{
+	{"AckedNumbered", testAckedNumbered},
+	{"AckedResume", testAckedResume},
+	{"AckedBound", testAckedBound},
+	{"AckedBoundConnected", testAckedBoundConnected},
+	{"AckedConcurrentInOrder", testAckedConcurrentInOrder},
+	{"AckedSendUser", testAckedSendUser},
+	{"AckedUnregister", testAckedUnregister},
+}
+
 // connectAcked connects a new client that acknowledges, of user (may be
 // empty), to serverID.
 func (e *env) connectAcked(serverID, user string) (id, session string) {

@@ -15,6 +15,12 @@ import (
 // MailDropped, and a message larger than the bound is refused with
 // ErrTooLarge.
 
+var mailboxBytesTests = []subtest{
+	{"MailboxBytes", testMailboxBytes},
+	{"MailboxTooLarge", testMailboxTooLarge},
+	{"AckedBytes", testAckedBytes},
+}
+
 // sized returns a message of n bytes that starts with name.
 func sized(name string, n int) string {
 	return name + strings.Repeat(".", n-len(name))

@@ -13,6 +13,15 @@ import (
 // The presence subtests: PresenceAdd, PresenceRemove, Presence, and the
 // removal of a server's entries by UnregisterServer.
 
+var presenceTests = []subtest{
+	{"PresenceAddList", testPresenceAddList},
+	{"PresenceReplace", testPresenceReplace},
+	{"PresenceRemove", testPresenceRemove},
+	{"PresenceUnknownServer", testPresenceUnknownServer},
+	{"PresenceDataCopied", testPresenceDataCopied},
+	{"PresenceUnregister", testPresenceUnregister},
+}
+
 // joinedAt is a JoinedAt with a sub-millisecond part, which brokers drop.
 var joinedAt = time.UnixMilli(1_700_000_000_123).Add(456 * time.Microsecond)
 

@@ -13,6 +13,14 @@ import (
 // The user subtests: Client.User, UserClients, SendUser, ForgetUser and
 // the kicks it hands to Kicker handlers.
 
+var usersTests = []subtest{
+	{"UserClients", testUserClients},
+	{"UserUnregister", testUserUnregister},
+	{"UserTTL", testUserTTL},
+	{"SendUser", testSendUser},
+	{"ForgetUser", testForgetUser},
+}
+
 // Kick is a kick recorded by a Recorder.
 type Kick struct {
 	// Reason is the reason given to ForgetUser.
