@@ -228,6 +228,9 @@ func (cl *Client) doFinish(reason string) {
 	if err := s.broker.DisconnectWith(ctx, cl.id, s.id, own); err != nil {
 		s.reportError(&ErrorEvent{Client: cl, Err: err})
 	}
+	// What reached the client meanwhile goes after them, as any message
+	// sent to it now would.
+	others = append(others, cl.out.drain()...)
 	s.removeLocal(cl)
 	for _, q := range others {
 		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {

@@ -75,6 +75,15 @@ func testResumeLoop(t *testing.T, n *node) {
 	if peak > base+300 {
 		t.Errorf("goroutines grew to %d (base %d) with at most 50 connections", peak, base)
 	}
+	// The setups of the loop's last connections end (their sockets are
+	// closed); then the owner resumes its session.
+	eventually(t, func() error {
+		if g := runtime.NumGoroutine(); g > base+20 {
+			return notYet("%d goroutines, base %d", g, base)
+		}
+		return nil
+	})
+	waitGone(t, n, id)
 	r := dial(t, n.url, session)
 	if !r.welcome.Resumed || r.welcome.Client != id {
 		t.Fatalf("the owner's resume after the loop: %+v", r.welcome)

@@ -54,9 +54,10 @@ type conn interface {
 //	    slow, or lost). Nothing more is written and no command runs; a
 //	    directed message that reaches the client is kept in the leftovers,
 //	    for its mailbox.
-//	  - finished: the client has left this server; its leftovers were taken.
-//	    A directed message that reaches it is refused, and its sender sends
-//	    it on through the broker.
+//	  - finished: the client is leaving this server; its leftovers were
+//	    taken. A directed message that reaches it is kept aside until the
+//	    leftovers are back in the broker (drain), and refused after that:
+//	    its sender sends it on through the broker.
 //
 // Outcomes are counted once each, where they happen: a frame handed to the
 // transport (rocket_messages_sent_total), a slow disconnect when it is the
@@ -119,6 +120,8 @@ type outbox struct {
 	pending      []queued // output queued before ready
 	pendingBytes int
 	leftovers    []queued // directed messages not written, for the mailbox of their client id
+	late         []queued // directed messages that arrived once finished, until drained
+	drained      bool     // late was taken: deliveries are refused
 	reason       string   // the first reason the client leaves for
 	kicked       bool     // the session is forgotten: leftovers are dropped
 	lastSeq      uint64   // highest number taken to write (de-duplication)
@@ -210,6 +213,14 @@ func (o *outbox) put(q queued) error {
 		o.mu.Unlock()
 		return ErrUnknownClient
 	default: // finished
+		if q.keep() && !o.drained {
+			// Its client is leaving this server: kept until the
+			// leftovers are back in the broker (drain).
+			q.frame = slices.Clone(q.frame)
+			o.late = append(o.late, q)
+			o.mu.Unlock()
+			return ErrUnknownClient
+		}
 		o.mu.Unlock()
 		if q.id != "" {
 			return errFinished
@@ -494,6 +505,21 @@ func (o *outbox) finish(reason string) (string, []queued) {
 		leftovers = nil // its session is forgotten: no mailbox to keep them
 	}
 	return o.reason, leftovers
+}
+
+// drain takes the directed messages that arrived since finish (none for a
+// kicked client); from then on deliveries are refused, and their senders
+// send them on through the broker.
+func (o *outbox) drain() []queued {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.drained = true
+	late := o.late
+	o.late = nil
+	if o.kicked {
+		return nil
+	}
+	return late
 }
 
 // ping writes a ping frame to a connection that is welcomed and not

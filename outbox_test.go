@@ -182,8 +182,8 @@ func expectFrames(t *testing.T, what string, got []string, want ...string) {
 
 // TestOutboxSetupToReady: what is written during setup is queued, and the
 // hand-over writes the welcome, the mail, then the queue, in that order;
-// once ready, writes go straight through; finished, deliveries are
-// refused.
+// once ready, writes go straight through; finished, deliveries are kept
+// aside until drained, then refused.
 func TestOutboxSetupToReady(t *testing.T) {
 	o := newTestOutbox(1<<20, 0)
 	o.check(t, connSetup, 0, 0, 0)
@@ -221,8 +221,14 @@ func TestOutboxSetupToReady(t *testing.T) {
 	}
 	expectFrames(t, "leftovers", leftoverFrames(left), "c1:kept")
 	o.check(t, connFinished, 6, 0, 0)
+	// Until drained, what arrives is kept aside (the leftovers are on
+	// their way back to the broker); after, it is refused.
+	if !o.deliver("c1", []byte("late")) {
+		t.Error("deliver after finish, before drain, refused")
+	}
+	expectFrames(t, "drained", leftoverFrames(o.drain()), "c1:late")
 	if o.deliver("c1", []byte("after")) {
-		t.Error("deliver after finish accepted: the caller would not send it on")
+		t.Error("deliver after drain accepted: the caller would not send it on")
 	}
 	o.ping()
 	if o.c.pings != 1 {

@@ -616,6 +616,16 @@ func (h brokerHandler) Deliver(clientID string, seq uint64, data []byte) {
 		return
 	case cl != nil && cl.out.deliver(clientID, data):
 		return
+	case cl != nil:
+		// Its connection has left this server and the directory no
+		// longer names it for it (DisconnectWith ran): send it on, to
+		// where the client is now. Correcting the directory here could
+		// mark away a newer connection of the client that resumed on
+		// this server meanwhile.
+		if err := s.broker.Send(s.ctx, clientID, data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
+			s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message for client %s: %w", clientID, err)})
+		}
+		return
 	}
 	// The directory may still name this server (its Disconnect failed,
 	// say while the broker was down): correct it first, or the message
