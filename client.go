@@ -208,7 +208,17 @@ func (cl *Client) doFinish(reason string) {
 		}
 	}
 	if !cl.registered.Load() {
-		cl.out.finish(reason)
+		// Never recorded in the directory (its setup failed or ended
+		// early): what was delivered to it meanwhile, for the id it
+		// asked for, is sent on.
+		_, leftovers := cl.out.finish(reason)
+		leftovers = append(leftovers, cl.out.drain()...)
+		s.removeLocal(cl)
+		for _, q := range leftovers {
+			if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
+				s.reportError(&ErrorEvent{Client: cl, Err: err})
+			}
+		}
 		return
 	}
 	// The leftovers go back to the head of the client's mailbox as it

@@ -288,3 +288,32 @@ func TestResumeAckValues(t *testing.T) {
 		t.Fatalf("after the refused ack, the next resume starts at %d, want 1", f.Seq)
 	}
 }
+
+// TestLargestMessageReachesAckedClient: with the default bounds, a message
+// as large as the mailbox takes (MailboxBytes, 1 MiB) reaches a client that
+// acknowledges, although its numbered frame is larger than
+// MaxPendingBytes (also 1 MiB): the transport takes one frame over the
+// bound when nothing else is pending. Before, such a client was dropped
+// as slow on every resume, the message kept and never received.
+func TestLargestMessageReachesAckedClient(t *testing.T) {
+	n := startNode(t, rocket.Config{}, nil)
+	c := dial(t, n.url+"?acks=1", "")
+	id, session := c.welcome.Client, c.welcome.Session
+	_ = c.ws.CloseNow()
+	waitGone(t, n, id)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	msg := json.RawMessage(`"` + strings.Repeat("x", rocket.DefaultConfig().MailboxBytes-2) + `"`)
+	if err := n.srv.Send(ctx, id, msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	r := dial(t, n.url+"?acks=1", session)
+	var f struct {
+		Seq     uint64
+		Message string
+	}
+	r.readInto(&f)
+	if f.Seq != 1 || len(f.Message) != len(msg)-2 {
+		t.Fatalf("got seq %d with %d bytes, want seq 1 with %d", f.Seq, len(f.Message), len(msg)-2)
+	}
+}

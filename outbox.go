@@ -426,7 +426,7 @@ func (o *outbox) waitRoom(n int) bool {
 	}
 	// Wait until half of the bound is free, so that the next frames go
 	// out in a run.
-	room := max(o.maxPending/2, o.maxPending-n)
+	room := min(o.maxPending/2, o.maxPending-n)
 	pause := time.Millisecond
 	progress := time.Now()
 	for {

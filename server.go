@@ -68,7 +68,13 @@ type Server struct {
 
 	clientsMu sync.RWMutex
 	clients   map[string]*Client
-	conns     atomic.Int64 // open transport connections
+	// correcting counts, per client id, the deliveries correcting the
+	// directory for a client no longer here (brokerHandler.Deliver); a
+	// resume of that id waits for them (corrected, on clientsMu), so that
+	// a correction never marks away a connection that resumed meanwhile.
+	correcting map[string]int
+	corrected  *sync.Cond
+	conns      atomic.Int64 // open transport connections
 
 	roomsMu sync.Mutex
 	rooms   map[string]*room
@@ -92,20 +98,22 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		broker:   cfg.Broker,
-		handlers: make(map[string]Handler),
-		clients:  make(map[string]*Client),
-		rooms:    make(map[string]*room),
-		stopPing: make(chan struct{}),
-		limits:   protocol.Limits{MaxDepth: cfg.MaxDepth, MaxCommands: cfg.MaxCommandsPerFrame},
-		caps:     newConnLimits(cfg),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		broker:     cfg.Broker,
+		handlers:   make(map[string]Handler),
+		clients:    make(map[string]*Client),
+		correcting: make(map[string]int),
+		rooms:      make(map[string]*room),
+		stopPing:   make(chan struct{}),
+		limits:     protocol.Limits{MaxDepth: cfg.MaxDepth, MaxCommands: cfg.MaxCommandsPerFrame},
+		caps:       newConnLimits(cfg),
 	}
 	if s.broker == nil {
 		s.broker = memory.New(memory.Config{MailboxSize: cfg.MailboxSize, MailboxBytes: cfg.MailboxBytes, MailboxTTL: cfg.MailboxTTL})
 		s.ownBroker = true
 	}
+	s.corrected = sync.NewCond(&s.clientsMu)
 	s.metrics = newMetrics(s)
 	s.broker = newInstrumented(s.broker, s.metrics)
 	if cfg.Metrics != nil {
@@ -466,8 +474,18 @@ func (s *Server) replaceLocal(cl *Client) {
 // false when a verified local client holds the id with another secret.
 func (s *Server) takeOver(cl *Client, id, secret string) bool {
 	for {
+		if cl.leaving() {
+			// Closed by its peer meanwhile: it must not close the
+			// connection that holds the session now.
+			return false
+		}
 		s.clientsMu.Lock()
 		old := s.clients[id]
+		if old == nil && s.correcting[id] > 0 {
+			s.corrected.Wait()
+			s.clientsMu.Unlock()
+			continue
+		}
 		if old == nil {
 			cl.id, cl.secret = id, secret
 			s.clients[id] = cl
@@ -515,6 +533,9 @@ func (h brokerHandler) Replaced(clientID string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		// A connection still being set up may be resuming back here:
+		// its Resume decides, then the directory says who holds it.
+		<-cl.setupDone
 		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 		rec, err := s.broker.Lookup(ctx, clientID)
 		cancel()
@@ -629,10 +650,26 @@ func (h brokerHandler) Deliver(clientID string, seq uint64, data []byte) {
 	}
 	// The directory may still name this server (its Disconnect failed,
 	// say while the broker was down): correct it first, or the message
-	// would come straight back here.
+	// would come straight back here. A resume of the client on this
+	// server waits for the correction (takeOver), or the correction waits
+	// for it: a client recorded here again gets the message itself.
+	s.clientsMu.Lock()
+	if cl := s.clients[clientID]; cl != nil {
+		s.clientsMu.Unlock()
+		h.Deliver(clientID, seq, data)
+		return
+	}
+	s.correcting[clientID]++
+	s.clientsMu.Unlock()
 	if err := s.broker.Disconnect(s.ctx, clientID, s.id); err != nil {
 		s.reportError(&ErrorEvent{Err: fmt.Errorf("mark client %s away: %w", clientID, err)})
 	}
+	s.clientsMu.Lock()
+	if s.correcting[clientID]--; s.correcting[clientID] == 0 {
+		delete(s.correcting, clientID)
+	}
+	s.corrected.Broadcast()
+	s.clientsMu.Unlock()
 	if seq != 0 {
 		return
 	}

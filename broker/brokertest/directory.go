@@ -112,6 +112,9 @@ func testResumeOvertakesDisconnect(t *testing.T, e *env) {
 	e.expectServer(c, b)
 	e.send(c, "m2")
 	expectMsgs(t, "new server", rb.WaitDirect(t, c, 3, WaitTimeout), "m0", "m1", "m2")
+	// a is told Replaced (a networked broker tells it through its
+	// inbox, maybe only now), and gets nothing else.
+	ra.WaitReplacements(t, c, 1, WaitTimeout)
 	ra.ExpectQuiet(t, QuietPeriod)
 }
 

@@ -52,8 +52,13 @@ func New(cfg Config) *Acceptor {
 	}
 	a.cfg = cfg
 	a.engine = nbhttp.NewEngine(nbhttp.Config{
-		Name:               "rocket",
-		MaxWriteBufferSize: cfg.MaxPendingBytes,
+		Name: "rocket",
+		// nbio's bound is a backstop, twice Rocket's: WriteText holds
+		// the output the kernel has not taken (Rocket's and nbio's
+		// together) to MaxPendingBytes, but takes one frame larger than
+		// that when nothing is pending, and pings and close frames go
+		// to nbio directly.
+		MaxWriteBufferSize: 2 * cfg.MaxPendingBytes,
 		MaxConnInputBytes:  cfg.MaxInputBytes,
 		// One read per ready connection and round of a poller, and a
 		// poller per CPU: a connection that always has input (a flood)

@@ -20,9 +20,11 @@
 // leave together). What the kernel cannot take at once is buffered by nbio.
 // The output waiting in the two together (Conn.Buffered) is bounded by
 // Config.MaxPendingBytes per connection: a WriteText that would take it past
-// the bound fails with ErrSlow, and the frame is not taken. nbio's own bound,
-// the same, is a backstop (pings and close frames do not go through
-// WriteText): past it nbio closes the connection and OnClose gets ErrSlow.
+// the bound fails with ErrSlow, and the frame is not taken (a frame larger
+// than the bound on its own is taken when nothing is pending, so that any
+// message reaches a peer that reads). nbio's own bound, twice that, is a
+// backstop (pings and close frames do not go through WriteText): past it
+// nbio closes the connection and OnClose gets ErrSlow.
 // See docs/benchmarks.md for the measurements behind the choice.
 package transport
 

@@ -35,7 +35,7 @@ func (c *Conn) WriteText(data []byte) error {
 	if c.wbuf == nil {
 		c.wbuf = c.a.getBuf()
 	}
-	if max := c.a.cfg.MaxPendingBytes; max > 0 && c.pendingLocked()+FrameSize(len(data)) > max {
+	if max := c.a.cfg.MaxPendingBytes; max > 0 && c.overLocked(FrameSize(len(data)), max) {
 		c.wmu.Unlock()
 		return ErrSlow
 	}
@@ -197,6 +197,15 @@ func (c *Conn) Buffered() int {
 	n := c.pendingLocked()
 	c.wmu.Unlock()
 	return n
+}
+
+// overLocked reports whether a frame of n bytes would take the output not
+// taken by the kernel over max. A frame larger than max on its own is taken
+// when nothing is pending, so that any message within the other bounds can
+// reach a peer that reads.
+func (c *Conn) overLocked(n, max int) bool {
+	p := c.pendingLocked()
+	return p > 0 && p+n > max
 }
 
 // pendingLocked is Buffered with c.wmu held (nbio's count is read under
