@@ -22,10 +22,8 @@ func TestBoundDropsCounted(t *testing.T) {
 	t.Run("mailbox size", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		n := startNode(t, rocket.Config{MailboxSize: 3, Metrics: reg}, nil)
-		c := dial(t, n.url, "")
+		c := awayClient(t, n, "")
 		id, session := c.welcome.Client, c.welcome.Session
-		_ = c.ws.CloseNow()
-		waitGone(t, n, id)
 		for i := range 5 {
 			if err := n.srv.Send(ctx, id, map[string]int{"n": i}); err != nil {
 				t.Fatal(err)

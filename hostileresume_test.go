@@ -36,10 +36,8 @@ func TestHostileResumeLoop(t *testing.T) {
 }
 
 func testResumeLoop(t *testing.T, n *node) {
-	c := dial(t, n.url, "")
+	c := awayClient(t, n, "")
 	id, session := c.welcome.Client, c.welcome.Session
-	_ = c.ws.CloseNow()
-	waitGone(t, n, id)
 	base := runtime.NumGoroutine()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -185,10 +183,8 @@ func TestHandOverSteadyReader(t *testing.T) {
 				PingInterval: 100 * time.Millisecond, PongTimeout: 3 * time.Second,
 				MailboxSize: 20000, MailboxBytes: 8 << 20,
 			}, nil)
-			c := dial(t, n.url, "")
+			c := awayClient(t, n, "")
 			id, session := c.welcome.Client, c.welcome.Session
-			_ = c.ws.CloseNow()
-			waitGone(t, n, id)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			total, size := 0, 0
@@ -232,10 +228,8 @@ func TestHandOverSteadyReader(t *testing.T) {
 // with bad_frame and drops nothing.
 func TestResumeAckValues(t *testing.T) {
 	n := startNode(t, rocket.Config{MaxPendingBytes: 16 << 10}, nil)
-	c := dial(t, n.url+"?acks=1", "")
+	c := awayClient(t, n, "?acks=1")
 	id, session := c.welcome.Client, c.welcome.Session
-	_ = c.ws.CloseNow()
-	waitGone(t, n, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 3 {
@@ -297,10 +291,8 @@ func TestResumeAckValues(t *testing.T) {
 // as slow on every resume, the message kept and never received.
 func TestLargestMessageReachesAckedClient(t *testing.T) {
 	n := startNode(t, rocket.Config{}, nil)
-	c := dial(t, n.url+"?acks=1", "")
+	c := awayClient(t, n, "?acks=1")
 	id, session := c.welcome.Client, c.welcome.Session
-	_ = c.ws.CloseNow()
-	waitGone(t, n, id)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	msg := json.RawMessage(`"` + strings.Repeat("x", rocket.DefaultConfig().MailboxBytes-2) + `"`)

@@ -386,6 +386,12 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 		}
 	}
 	cl.registered.Store(true)
+	if s.state.Load() != stateRunning {
+		// Shutdown began while this client was being set up and may have
+		// missed it (it is recorded now, so a later Shutdown sees it):
+		// its mail stays kept, for a resume on another node.
+		cl.closeWith(transport.CloseGoingAway, "server shutting down")
+	}
 	welcome := protocol.AppendWelcome(nil, cl.id, s.id, cl.id+"."+cl.secret, resumed, cl.out.acks())
 	// Commands run while the mail is handed over (their replies queue
 	// behind it): the client may be slow to read a large mailbox.
@@ -397,11 +403,6 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 			s.reportError(&ErrorEvent{Err: fmt.Errorf("re-route message of a resume that failed: %w", err)})
 		}
-	}
-	if s.state.Load() != stateRunning {
-		// Shutdown began while this client was being set up and may have
-		// missed it.
-		cl.closeWith(transport.CloseGoingAway, "server shutting down")
 	}
 }
 

@@ -54,10 +54,8 @@ func testResumeMailOverBound(t *testing.T, n *node, reg *prometheus.Registry, ac
 	if acks {
 		query = "?acks=1"
 	}
-	c := dial(t, n.url+query, "")
+	c := awayClient(t, n, query)
 	id, session := c.welcome.Client, c.welcome.Session
-	_ = c.ws.CloseNow()
-	waitGone(t, n, id)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const rounds, perRound = 3, 128
@@ -176,10 +174,8 @@ func testSlowHandOver(t *testing.T, acks bool) {
 	if acks {
 		query = "?acks=1"
 	}
-	c := dial(t, n.url+query, "")
+	c := awayClient(t, n, query)
 	id, session := c.welcome.Client, c.welcome.Session
-	_ = c.ws.CloseNow()
-	waitGone(t, n, id)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const total = 2048

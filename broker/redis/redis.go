@@ -793,20 +793,7 @@ func (b *Broker) Ack(ctx context.Context, clientID string, seq uint64) error {
 // Disconnect marks the client away if the directory still places it on
 // serverID: its session and mailbox then live for MailboxTTL.
 func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) error {
-	op := "disconnect " + clientID
-	if err := b.enter(ctx, op); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	if s := b.servers[serverID]; s != nil {
-		delete(s.clients, clientID)
-	}
-	b.mu.Unlock()
-	err := b.run(ctx, b.lua.disconnect, b.cfg.Prefix, clientID, serverID, b.ttlArg).Error()
-	if err != nil {
-		return b.fail(op, err)
-	}
-	return nil
+	return b.DisconnectWith(ctx, clientID, serverID, nil)
 }
 
 // DisconnectWith is Disconnect for a server that took the messages unsent
@@ -814,9 +801,6 @@ func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) erro
 // away and they are pushed back at the head of its mailbox (or to the
 // inbox of the server it moved to).
 func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
-	if len(unsent) == 0 {
-		return b.Disconnect(ctx, clientID, serverID)
-	}
 	op := "disconnect " + clientID
 	if err := b.enter(ctx, op); err != nil {
 		return err
@@ -826,12 +810,18 @@ func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, 
 		delete(s.clients, clientID)
 	}
 	b.mu.Unlock()
-	args := make([]string, 0, 6+len(unsent))
-	args = append(args, b.cfg.Prefix, clientID, serverID, b.ttlArg, b.sizeArg, b.bytesArg)
-	for _, d := range unsent {
-		args = append(args, string(d))
+	var err error
+	if len(unsent) == 0 {
+		err = b.run(ctx, b.lua.disconnect, b.cfg.Prefix, clientID, serverID, b.ttlArg).Error()
+	} else {
+		args := make([]string, 0, 6+len(unsent))
+		args = append(args, b.cfg.Prefix, clientID, serverID, b.ttlArg, b.sizeArg, b.bytesArg)
+		for _, d := range unsent {
+			args = append(args, string(d))
+		}
+		err = b.run(ctx, b.lua.disconnectWith, args...).Error()
 	}
-	if err := b.run(ctx, b.lua.disconnectWith, args...).Error(); err != nil {
+	if err != nil {
 		return b.fail(op, err)
 	}
 	return nil
