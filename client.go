@@ -60,6 +60,8 @@ func newClient(s *Server, userID string) *Client {
 	cl.out = outbox{
 		count:      outboxCounters{sent: s.metrics.messagesSent, slow: s.metrics.slowClients, dropped: s.metrics.droppedSlow},
 		maxPending: s.cfg.MaxPendingBytes,
+		maxMail:    s.cfg.MailboxBytes,
+		spawn:      s.wg.Go,
 		stall:      s.cfg.PongTimeout,
 		onSlow: func() {
 			s.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", s.cfg.MaxPendingBytes)

@@ -178,9 +178,12 @@ func TestHandOverSteadyReader(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
+			// Pings every 100 ms go out behind the data the kernel
+			// holds; the pong timeout leaves the slow reader (under the
+			// race detector, too) time to answer them.
 			n := startNode(t, rocket.Config{
 				MaxPendingBytes: 16 << 10, Metrics: reg,
-				PingInterval: 100 * time.Millisecond, PongTimeout: 3 * time.Second,
+				PingInterval: 100 * time.Millisecond, PongTimeout: 30 * time.Second,
 				MailboxSize: 20000, MailboxBytes: 8 << 20,
 			}, nil)
 			c := awayClient(t, n, "")

@@ -111,14 +111,18 @@ type outbox struct {
 	conn       conn
 	count      outboxCounters
 	maxPending int           // Config.MaxPendingBytes
+	maxMail    int           // Config.MailboxBytes: bound on the directed messages queued
 	stall      time.Duration // how long a hand-over waits for a client that reads nothing
 	onSlow     func()        // called once when the client is found slow (it logs)
+	spawn      func(func())  // runs a hand-over of the server's (nil: go)
 
 	st atomic.Uint32 // connState, written under mu, read without it
 
 	mu           sync.Mutex
 	pending      []queued // output queued before ready
-	pendingBytes int
+	pendingBytes int      // of the frames queued that are not directed messages
+	pendingMail  int      // of the directed messages queued
+	id           string   // the client id, once handed over
 	leftovers    []queued // directed messages not written, for the mailbox of their client id
 	late         []queued // directed messages that arrived once finished, until drained
 	drained      bool     // late was taken: deliveries are refused
@@ -176,8 +180,12 @@ func (o *outbox) put(q queued) error {
 	case connSetup, connHandover:
 		q.frame = slices.Clone(q.frame)
 		o.pending = append(o.pending, q)
-		o.pendingBytes += len(q.frame)
-		if o.maxPending <= 0 || o.pendingBytes <= o.maxPending {
+		if q.keep() {
+			o.pendingMail += len(q.frame)
+		} else {
+			o.pendingBytes += len(q.frame)
+		}
+		if (o.maxPending <= 0 || o.pendingBytes <= o.maxPending) && (o.maxMail <= 0 || o.pendingMail <= o.maxMail) {
 			o.mu.Unlock()
 			return nil
 		}
@@ -195,7 +203,19 @@ func (o *outbox) put(q queued) error {
 			}
 			o.lastSeq = q.seq
 		}
-		err := o.writeLocked(q)
+		err := o.writeLocked(q, q.keep() && o.maxMail > 0)
+		if errors.Is(err, errBacklog) {
+			// A directed message the transport cannot take now: it and
+			// what follows are handed over as the client reads them, as
+			// a resume's mail is (a burst of them, e.g. what a
+			// connection replaced on another node sends on).
+			q.frame = slices.Clone(q.frame)
+			o.setStateLocked(connHandover)
+			o.pending, o.pendingMail = append(o.pending, q), len(q.frame)
+			o.mu.Unlock()
+			o.run(func() { o.pump(nil) })
+			return nil
+		}
 		if err != nil {
 			q.frame = slices.Clone(q.frame) // the caller's buffer
 			o.dropQueueLocked([]queued{q}, errors.Is(err, ErrSlowClient), false)
@@ -229,12 +249,17 @@ func (o *outbox) put(q queued) error {
 	}
 }
 
+// errBacklog is writeLocked's answer, when asked, for a frame the
+// transport has no room for now.
+var errBacklog = errors.New("rocket: output backlog")
+
 // writeLocked hands q's frame to the transport, with o.mu held. When the
 // transport refuses it, the connection starts closing and the error
 // returned is ErrUnknownClient (closed) or ErrSlowClient (slow: the caller
 // aborts the connection once o.mu is released); the caller keeps or drops
-// q (dropQueueLocked).
-func (o *outbox) writeLocked(q queued) error {
+// q (dropQueueLocked). With backlog, a frame refused for want of room is
+// left to the caller (errBacklog) and the connection stays as it is.
+func (o *outbox) writeLocked(q queued, backlog bool) error {
 	err := o.conn.WriteText(q.frame)
 	if err == nil {
 		o.count.sent.Inc()
@@ -242,6 +267,9 @@ func (o *outbox) writeLocked(q queued) error {
 		return nil
 	}
 	slow := errors.Is(err, transport.ErrSlow)
+	if slow && backlog {
+		return errBacklog
+	}
 	o.closingLocked(slow)
 	switch {
 	case slow:
@@ -264,7 +292,7 @@ func (o *outbox) closingLocked(slow bool) {
 	}
 	o.setStateLocked(connClosing)
 	o.dropQueueLocked(o.pending, slow, false)
-	o.pending, o.pendingBytes = nil, 0
+	o.pending, o.pendingBytes, o.pendingMail = nil, 0, 0
 }
 
 // dropQueueLocked keeps the directed messages of frames the connection
@@ -354,9 +382,29 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 		return nil
 	}
 	o.setStateLocked(connHandover)
+	o.id = id
 	o.mu.Unlock()
+	return o.pump(frames)
+}
+
+// run runs f on a goroutine of the server's (spawn), or its own.
+func (o *outbox) run(f func()) {
+	if o.spawn != nil {
+		o.spawn(f)
+		return
+	}
+	go f()
+}
+
+// pump writes frames, then what was queued meanwhile, in turn, as the
+// client reads them (waitRoom), until nothing is queued, when the
+// connection is ready again, or until it leaves; the state is handover
+// meanwhile. It returns the directed messages queued for another client
+// id than the outbox's (see handOver).
+func (o *outbox) pump(frames []queued) (misrouted []queued) {
 	for {
-		for i, q := range frames {
+		for i := 0; i < len(frames); {
+			q := frames[i]
 			if !o.waitRoom(transport.FrameSize(len(q.frame))) {
 				o.mu.Lock()
 				o.dropQueueLocked(frames[i:], o.reason == slowReason, true)
@@ -369,7 +417,13 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 				o.mu.Unlock()
 				return misrouted
 			}
-			err := o.writeLocked(q)
+			err := o.writeLocked(q, q.keep() && o.maxMail > 0)
+			if errors.Is(err, errBacklog) {
+				// Output that does not go through the outbox (a
+				// ping) took the room: wait again.
+				o.mu.Unlock()
+				continue
+			}
 			if err != nil {
 				o.dropQueueLocked(frames[i:], errors.Is(err, ErrSlowClient), true)
 				o.mu.Unlock()
@@ -379,6 +433,7 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 				return misrouted
 			}
 			o.mu.Unlock()
+			i++
 		}
 		o.mu.Lock()
 		if o.state() != connHandover {
@@ -393,7 +448,7 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 		frames = frames[:0]
 		for _, q := range o.pending {
 			switch {
-			case q.id != "" && q.id != id:
+			case q.id != "" && q.id != o.id:
 				if q.seq == 0 {
 					misrouted = append(misrouted, q)
 				}
@@ -406,7 +461,7 @@ func (o *outbox) handOver(id string, welcome []byte, mail []broker.Mail) (misrou
 				frames = append(frames, q)
 			}
 		}
-		o.pending, o.pendingBytes = nil, 0
+		o.pending, o.pendingBytes, o.pendingMail = nil, 0, 0
 		o.mu.Unlock()
 	}
 }

@@ -514,3 +514,55 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestOutboxBacklog: directed messages the transport has no room for while
+// the client is ready (a burst, e.g. what a connection replaced on another
+// node sends on) are handed over as the client reads them, in order, with
+// what follows them queued behind; a client that reads none of them for
+// the stall time is disconnected as slow, once, with the ones not written
+// kept, in order.
+func TestOutboxBacklog(t *testing.T) {
+	t.Run("read", func(t *testing.T) {
+		o := newTestOutbox(32, 32)
+		o.maxMail = 1 << 20
+		o.handOver("c1", []byte("w"), nil)
+		var want []string
+		for i := range 20 {
+			d := fmt.Sprintf("direct-%02d", i)
+			want = append(want, d)
+			if !o.deliver("c1", []byte(d)) {
+				t.Fatal("deliver refused")
+			}
+		}
+		_ = o.send([]byte("reply"))
+		want = append(want, "reply")
+		if s := o.state(); s != connHandover {
+			t.Fatalf("state %v with a backlog, want handover", s)
+		}
+		for o.state() != connReady {
+			o.c.take()
+			time.Sleep(time.Millisecond)
+		}
+		expectFrames(t, "written", o.c.written()[1:], want...)
+		o.check(t, connReady, 1+len(want), 0, 0)
+	})
+	t.Run("not read", func(t *testing.T) {
+		o := newTestOutbox(32, 32)
+		o.maxMail = 1 << 20
+		o.stall = 20 * time.Millisecond
+		o.c.closeHook = func() { o.closed("connection lost", true) }
+		o.handOver("c1", []byte("w"), nil)
+		for i := range 10 {
+			o.deliver("c1", []byte(fmt.Sprintf("direct-%02d", i)))
+		}
+		waitFor(t, func() bool { return o.state() == connClosing })
+		_, left := o.finish("x")
+		written := len(o.c.written()) - 1
+		var want []string
+		for i := written; i < 10; i++ {
+			want = append(want, fmt.Sprintf("c1:direct-%02d", i))
+		}
+		expectFrames(t, "leftovers", leftoverFrames(left), want...)
+		o.check(t, connFinished, 1+written, 1, 0)
+	})
+}
