@@ -63,8 +63,8 @@ func newClient(s *Server, userID string) *Client {
 		maxMail:    s.cfg.MailboxBytes,
 		spawn:      s.wg.Go,
 		stall:      s.cfg.PongTimeout,
-		onSlow: func() {
-			s.log.Warn("disconnecting slow client", "client", cl.id, "max_pending_bytes", s.cfg.MaxPendingBytes)
+		onSlow: func(id string) {
+			s.log.Warn("disconnecting slow client", "client", id, "max_pending_bytes", s.cfg.MaxPendingBytes)
 		},
 	}
 	return cl

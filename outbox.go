@@ -110,11 +110,11 @@ type outboxCounters struct {
 type outbox struct {
 	conn       conn
 	count      outboxCounters
-	maxPending int           // Config.MaxPendingBytes
-	maxMail    int           // Config.MailboxBytes: bound on the directed messages queued
-	stall      time.Duration // how long a hand-over waits for a client that reads nothing
-	onSlow     func()        // called once when the client is found slow (it logs)
-	spawn      func(func())  // runs a hand-over of the server's (nil: go)
+	maxPending int             // Config.MaxPendingBytes
+	maxMail    int             // Config.MailboxBytes: bound on the directed messages queued
+	stall      time.Duration   // how long a hand-over waits for a client that reads nothing
+	onSlow     func(id string) // called once, with o.mu held, when the client is found slow (it logs)
+	spawn      func(func())    // runs a hand-over of the server's (nil: go)
 
 	st atomic.Uint32 // connState, written under mu, read without it
 
@@ -334,7 +334,7 @@ func (o *outbox) markSlowLocked() {
 	o.reason = slowReason
 	o.count.slow.Inc()
 	if o.onSlow != nil {
-		o.onSlow()
+		o.onSlow(o.id)
 	}
 }
 

@@ -118,7 +118,7 @@ func newTestOutbox(maxPending, maxBuffered int) *testOutbox {
 		},
 		maxPending: maxPending,
 		stall:      time.Minute,
-		onSlow:     func() { t.slows++ },
+		onSlow:     func(string) { t.slows++ },
 	}
 	return t
 }
