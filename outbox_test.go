@@ -29,6 +29,9 @@ type fakeConn struct {
 	abortErr  error
 	pings     int
 	closeHook func() // called by Close and Abort, without mu
+	// closeAfter, when set, closes the connection (as its peer would)
+	// once that many frames are written.
+	closeAfter int
 }
 
 func (c *fakeConn) WriteText(data []byte) error {
@@ -42,6 +45,9 @@ func (c *fakeConn) WriteText(data []byte) error {
 	}
 	c.frames = append(c.frames, string(data))
 	c.buffered += len(data)
+	if c.closeAfter > 0 && len(c.frames) == c.closeAfter {
+		c.closed = true
+	}
 	return nil
 }
 
@@ -565,4 +571,20 @@ func TestOutboxBacklog(t *testing.T) {
 		expectFrames(t, "leftovers", leftoverFrames(left), want...)
 		o.check(t, connFinished, 1+written, 1, 0)
 	})
+}
+
+// TestOutboxPeerClosedDuringHandOver: the transport refuses a write of the
+// hand-over (the peer closed meanwhile): the mail not written is kept, in
+// order, ahead of what was queued behind it, and nothing is counted slow or
+// dropped.
+func TestOutboxPeerClosedDuringHandOver(t *testing.T) {
+	o := newTestOutbox(1<<20, 0)
+	o.c.closeAfter = 3 // the welcome and two messages, then closed
+	_ = o.send([]byte("reply"))
+	o.deliver("c1", []byte("d1"))
+	o.handOver("c1", []byte("w"), mailOf("m1", "m2", "m3", "m4"))
+	expectFrames(t, "written", o.c.written(), "w", "m1", "m2")
+	_, left := o.finish("closed by client")
+	expectFrames(t, "leftovers", leftoverFrames(left), "c1:m3", "c1:m4", "c1:d1")
+	o.check(t, connFinished, 3, 0, 0)
 }
