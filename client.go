@@ -40,6 +40,13 @@ type Client struct {
 	// registered is set by setup once the directory knows the client.
 	registered atomic.Bool
 
+	// returned is closed when the server a resume took the client from
+	// has handed back what it had not written (brokerHandler.Returned);
+	// setup waits for it while awaiting is set.
+	returned     chan struct{}
+	returnedOnce sync.Once
+	awaiting     atomic.Bool
+
 	mu       sync.Mutex
 	rooms    map[string]struct{}
 	presence map[string]*presence // rooms the client is present in (presence.go)
@@ -55,7 +62,7 @@ type Client struct {
 }
 
 func newClient(s *Server, userID string) *Client {
-	cl := &Client{srv: s, userID: userID, welcomed: make(chan struct{}), setupDone: make(chan struct{})}
+	cl := &Client{srv: s, userID: userID, welcomed: make(chan struct{}), setupDone: make(chan struct{}), returned: make(chan struct{})}
 	cl.ctx, cl.cancel = context.WithCancel(s.ctx)
 	cl.out = outbox{
 		count:      outboxCounters{sent: s.metrics.messagesSent, slow: s.metrics.slowClients, dropped: s.metrics.droppedSlow},

@@ -26,6 +26,7 @@ func startRedisNode(t *testing.T, rs *redistest.Server, prefix string, cfg rocke
 		URL:               rs.URL,
 		Prefix:            prefix,
 		MailboxSize:       cfg.MailboxSize,
+		MailboxBytes:      cfg.MailboxBytes,
 		MailboxTTL:        cfg.MailboxTTL,
 		HeartbeatInterval: 100 * time.Millisecond,
 		Logger:            testLogger(t),

@@ -263,3 +263,81 @@ func resumeAtOnce(t *testing.T, ctx context.Context, session string, urls ...str
 	wg.Wait()
 	return conns
 }
+
+// TestTwoNodeResumeHandBack: a resume on one node is handing over a large
+// mailbox to a client that reads nothing when a second resume of the
+// session on another node takes it. The first connection is closed, what
+// it had not written goes back to the head of the mailbox, and the second
+// connection takes it from there before anything sent to it after its
+// welcome: the marker sent then comes last, after the older mail, and
+// between the two connections and a last resume nothing written to the
+// second is missing. Before, the older mail came after the marker, pushed
+// through the second node's inbox.
+func TestTwoNodeResumeHandBack(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		b := memory.New(memory.Config{MailboxSize: 4096, MailboxBytes: 16 << 20})
+		t.Cleanup(func() { _ = b.Close() })
+		cfg := handBackConfig(b)
+		testHandBack(t, startNode(t, cfg, nil), startNode(t, cfg, nil))
+	})
+	t.Run("redis", func(t *testing.T) {
+		rs := redistest.Start(t)
+		prefix := clusterPrefix(t)
+		cfg := handBackConfig(nil)
+		testHandBack(t, startRedisNode(t, rs, prefix, cfg), startRedisNode(t, rs, prefix, cfg))
+	})
+}
+
+func handBackConfig(b *memory.Broker) rocket.Config {
+	cfg := rocket.Config{MaxPendingBytes: 64 << 10, PingInterval: time.Minute, PongTimeout: time.Minute, MailboxSize: 4096, MailboxBytes: 16 << 20}
+	if b != nil {
+		cfg.Broker = b
+	}
+	return cfg
+}
+
+func testHandBack(t *testing.T, n1, n2 *node) {
+	c := awayClient(t, n1, "")
+	id, session := c.welcome.Client, c.welcome.Session
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const total = 1024
+	for i := range total {
+		if err := n1.srv.Send(ctx, id, bigMessage(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = dialSmallWindow(t, ctx, n1.url+"?session="+session) // reads nothing
+	eventually(t, func() error {
+		if n1.srv.Client(id) == nil {
+			return notYet("not resumed on n1")
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // the hand-over stalls on the bound
+	w := dial(t, n2.url, session)
+	if err := n2.srv.Send(ctx, id, json.RawMessage(`{"n":-1}`)); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for {
+		var m struct{ N int }
+		w.readInto(&m)
+		if m.N == -1 {
+			break
+		}
+		got = append(got, m.N)
+	}
+	if len(got) == 0 {
+		t.Fatal("the second connection got none of the mail the first had not written")
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("the second connection's mail is out of order or has a gap at %d: %d after %d", i, got[i], got[i-1])
+		}
+	}
+	if got[len(got)-1] != total-1 {
+		t.Fatalf("the second connection's mail ends at %d, want %d (the marker came before the rest)", got[len(got)-1], total-1)
+	}
+	t.Logf("the first connection took %d messages to its transport, the second got the other %d, then the marker", got[0], len(got))
+}

@@ -350,7 +350,12 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 			s.removeLocal(cl)
 			return
 		}
+		cl.awaiting.Store(true)
 		r, err := s.broker.Resume(ctx, id, sessionKey(secret, cl.userID), s.id, cq.ack)
+		if err == nil && !r.Acked {
+			r.Mail = s.awaitReturned(ctx, cl, r.From != "", r.Mail)
+		}
+		cl.awaiting.Store(false)
 		switch {
 		case err == nil:
 			// A session keeps the delivery mode it was opened with.
@@ -514,6 +519,79 @@ func (s *Server) takeOver(cl *Client, id, secret string) bool {
 	}
 }
 
+// returnWait bounds how long a resume that took the client from another
+// server waits for that server to hand back what it had not written.
+const returnWait = 3 * time.Second
+
+// awaitReturned waits, when wait is set and at most returnWait, until the
+// server the client was taken from has handed back what it had not written
+// (Returned), and takes it from the head of the client's mailbox, ahead of
+// mail: so that it reaches the client before anything sent to it since,
+// which is queued meanwhile. A hand-back that comes later is taken by
+// Returned.
+func (s *Server) awaitReturned(ctx context.Context, cl *Client, wait bool, mail []broker.Mail) []broker.Mail {
+	if wait {
+		t := time.NewTimer(returnWait)
+		select {
+		case <-cl.returned:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	select {
+	case <-cl.returned:
+	default:
+		return mail
+	}
+	r, err := s.broker.Resume(ctx, cl.id, sessionKey(cl.secret, cl.userID), s.id, 0)
+	if err != nil {
+		s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("take the mail handed back for client %s: %w", cl.id, err)})
+		return mail
+	}
+	return append(r.Mail, mail...)
+}
+
+// Returned takes what the server the client was taken from handed back
+// (broker.Returner): setup waits for it (awaitReturned); otherwise it is
+// taken from the mailbox now and delivered, after what the client has had
+// meanwhile.
+func (h brokerHandler) Returned(clientID string) {
+	s := h.s
+	cl := s.Client(clientID)
+	if cl == nil {
+		return
+	}
+	cl.returnedOnce.Do(func() { close(cl.returned) })
+	if !cl.awaiting.Load() {
+		s.takeReturned(cl)
+	}
+}
+
+// takeReturned takes, off the caller's goroutine, what is at the head of
+// the mailbox of cl, which this server holds, and delivers it.
+func (s *Server) takeReturned(cl *Client) {
+	if cl.out.acks() || cl.leaving() {
+		return
+	}
+	s.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+		defer cancel()
+		r, err := s.broker.Resume(ctx, cl.id, sessionKey(cl.secret, cl.userID), s.id, 0)
+		if err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("take the mail handed back for client %s: %w", cl.id, err)})
+			return
+		}
+		for _, m := range r.Mail {
+			if !cl.out.deliver(cl.id, m.Data) {
+				if err := s.broker.Send(ctx, cl.id, m.Data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
+					s.reportError(&ErrorEvent{Client: cl, Err: err})
+				}
+			}
+		}
+	})
+}
+
 // replacedReason is the close reason of a connection whose session another
 // connection resumed.
 const replacedReason = "replaced by a newer connection"
@@ -536,7 +614,7 @@ func (h brokerHandler) Replaced(clientID string) {
 		defer s.wg.Done()
 		// A connection still being set up may be resuming back here:
 		// its Resume decides, then the directory says who holds it.
-		<-cl.setupDone
+		<-cl.welcomed
 		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 		rec, err := s.broker.Lookup(ctx, clientID)
 		cancel()
@@ -552,6 +630,7 @@ func (h brokerHandler) Replaced(clientID string) {
 var (
 	_ broker.Kicker   = brokerHandler{}
 	_ broker.Replacer = brokerHandler{}
+	_ broker.Returner = brokerHandler{}
 )
 
 // removeLocal forgets cl locally if it is still the local client with its

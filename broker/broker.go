@@ -132,6 +132,17 @@ type Replacer interface {
 	Replaced(clientID string)
 }
 
+// Returner is implemented by a Handler whose server wants to know when the
+// server a client was taken from (Resumed.From) has handed back what it had
+// not written for the client (DisconnectWith): those messages are then at
+// the head of the client's mailbox, where a Resume on the server holding
+// the client finds them (and moves nothing), ahead of the mail that was
+// there. Returned is called like Deliver, after what was on its way to the
+// client, also when there was nothing to hand back.
+type Returner interface {
+	Returned(clientID string)
+}
+
 // Client is a directory record.
 type Client struct {
 	// ID is the cluster-unique client id.
@@ -172,6 +183,12 @@ type Resumed struct {
 	// Seq is, when Acked, the number of the last message sent to the
 	// client so far (0 for none).
 	Seq uint64
+	// From is the server the client was taken from when the directory
+	// placed it on another server that is told (its Handler is a
+	// Replacer): that server hands back what it had not written with
+	// DisconnectWith, and the resuming server is told when it has (see
+	// Returner). Empty when the client was away or on serverID already.
+	From string
 }
 
 // Stats are counters a broker keeps since it was created.
@@ -272,8 +289,11 @@ type Directory interface {
 	// since, within the mailbox bounds (what they push out is counted in
 	// MailDropped); a client away already gets them at the head of its
 	// mailbox all the same. When the directory places the client on
-	// another server, they are delivered there, after what is on its way
-	// to it, as Send would, and the record is left alone. For an unknown
+	// another server, the record is left alone, and the messages are put
+	// at the head of its mailbox and that server's Handler is told
+	// (Returned) if it is a Returner, also when there are none; otherwise
+	// they are delivered there, after what is on its way to it, as Send
+	// would. For an unknown
 	// client, or one that acknowledges (its mailbox keeps what it was
 	// sent), they are dropped. DisconnectWith with no messages is
 	// Disconnect.

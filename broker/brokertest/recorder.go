@@ -20,6 +20,7 @@ type Recorder struct {
 	rooms    map[string][][]byte
 	kicks    map[string][]Kick
 	replaced map[string][]int // per client, messages recorded before each Replaced
+	returned map[string]int   // per client, Returned calls
 	reclaims int
 	total    int
 	changed  chan struct{} // closed and replaced on every delivery
@@ -30,6 +31,7 @@ var (
 	_ broker.Kicker    = (*Recorder)(nil)
 	_ broker.Reclaimer = (*Recorder)(nil)
 	_ broker.Replacer  = (*Recorder)(nil)
+	_ broker.Returner  = (*Recorder)(nil)
 )
 
 // Reclaimed counts the call (see Reclaims).

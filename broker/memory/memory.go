@@ -464,9 +464,11 @@ func (b *Broker) resume(clientID, session, serverID string, ack uint64) (_ broke
 	if subtle.ConstantTimeCompare([]byte(c.session), []byte(session)) != 1 {
 		return broker.Resumed{}, nil, fmt.Errorf("memory: resume: client %q: %w", clientID, broker.ErrBadSession)
 	}
+	from := ""
 	if c.srv != nil {
 		delete(c.srv.clients, c.id)
 		if r, ok := c.srv.h.(broker.Replacer); ok && c.srv != s {
+			from = c.srv.id
 			if c.delivering {
 				c.replaced = append(c.replaced, r)
 			} else {
@@ -482,14 +484,14 @@ func (b *Broker) resume(clientID, session, serverID string, ack uint64) (_ broke
 	c.awayAt = time.Time{}
 	s.clients[c.id] = c
 	if !c.acked {
-		return broker.Resumed{Mail: c.mail.drain()}, replaced, nil
+		return broker.Resumed{Mail: c.mail.drain(), From: from}, replaced, nil
 	}
 	c.mail.ack(ack) // what is left is numbered above ack
 	// What was numbered so far is handed over here, from the mailbox: a
 	// delivery to the old server still under way finds the client gone
 	// and drops it.
 	c.outbox = nil
-	return broker.Resumed{Mail: c.mail.slice(nil), Acked: true, Seq: c.seq}, replaced, nil
+	return broker.Resumed{Mail: c.mail.slice(nil), Acked: true, Seq: c.seq, From: from}, replaced, nil
 }
 
 // Disconnect marks the client away if it is held by serverID; otherwise,
@@ -523,8 +525,15 @@ func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, 
 	switch {
 	case c == nil:
 	case c.srv != nil && c.srv.id != serverID:
-		// Moved: the new server gets them, after what it has.
+		// Moved: the new server takes them from the head of the mailbox
+		// when told, or gets them, after what it has.
 		h := c.srv.h
+		if r, ok := h.(broker.Returner); ok {
+			b.putFirst(c, unsent)
+			b.mu.Unlock()
+			r.Returned(clientID)
+			return nil
+		}
 		b.mu.Unlock()
 		for _, d := range unsent {
 			h.Deliver(clientID, 0, d)

@@ -19,9 +19,10 @@ import (
 //	numbered  "#1n <id> <seq> <data>"    a message numbered seq, for a client that acknowledges
 //	kick      "#1k <id> <reason>"        the broker forgot client id (ForgetUser)
 //	replaced  "#1r <id>"                 client id resumed on another server (Resume)
+//	returned  "#1e <id>"                 the server client id was taken from handed back its unsent messages (DisconnectWith)
 //
 // Version 0 is the forms of the releases before version 1, told apart by
-// their shape, with no replaced entry:
+// their shape, with no replaced or returned entry:
 //
 //	message   "<id> <data>"
 //	numbered  "<id>#<seq> <data>"
@@ -45,10 +46,11 @@ const (
 	entryNumbered
 	entryKick
 	entryReplaced
+	entryReturned
 )
 
 // entryKinds holds the kind letters of version 1 entries.
-var entryKinds = [...]byte{entryMessage: 'm', entryNumbered: 'n', entryKick: 'k', entryReplaced: 'r'}
+var entryKinds = [...]byte{entryMessage: 'm', entryNumbered: 'n', entryKick: 'k', entryReplaced: 'r', entryReturned: 'e'}
 
 // serverMark ends the ids of the servers that read version 1 entries.
 const serverMark = "v1"
@@ -62,8 +64,8 @@ type entry struct {
 }
 
 // encode returns e as it is stored in the inbox of a server that reads
-// version (0 or 1). A replaced entry has no version 0 form: encode
-// returns "" for it.
+// version (0 or 1). Replaced and returned entries have no version 0 form:
+// encode returns "" for them.
 func (e entry) encode(version int) string {
 	if version == 0 {
 		switch e.kind {
@@ -71,7 +73,7 @@ func (e entry) encode(version int) string {
 			return e.id + "#" + strconv.FormatUint(e.seq, 10) + " " + e.data
 		case entryKick:
 			return " " + e.id + " " + e.data
-		case entryReplaced:
+		case entryReplaced, entryReturned:
 			return ""
 		default:
 			return e.id + " " + e.data
@@ -81,7 +83,7 @@ func (e entry) encode(version int) string {
 	switch e.kind {
 	case entryNumbered:
 		return head + " " + strconv.FormatUint(e.seq, 10) + " " + e.data
-	case entryReplaced:
+	case entryReplaced, entryReturned:
 		return head
 	default:
 		return head + " " + e.data
@@ -104,9 +106,12 @@ func decodeEntry1(s string) (e entry, ok bool) {
 	}
 	rest := s[4:]
 	switch s[2] {
-	case 'r':
+	case 'r', 'e':
 		if strings.IndexByte(rest, ' ') >= 0 {
 			return entry{}, false
+		}
+		if s[2] == 'e' {
+			return entry{kind: entryReturned, id: rest}, true
 		}
 		return entry{kind: entryReplaced, id: rest}, true
 	case 'm':

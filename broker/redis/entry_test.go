@@ -24,6 +24,7 @@ local e
 if kind == 'message' then e = entry_message(sid, id, data)
 elseif kind == 'numbered' then e = entry_numbered(sid, id, seq, data)
 elseif kind == 'kick' then e = entry_kick(sid, id, data)
+elseif kind == 'returned' then e = entry_returned(sid, id)
 else e = entry_replaced(sid, id) end
 return {kind, e or ''}
 `
@@ -51,7 +52,7 @@ func TestInboxEntries(t *testing.T) {
 		}
 		return res
 	}
-	kinds := map[entryKind]string{entryMessage: "message", entryNumbered: "numbered", entryKick: "kick", entryReplaced: "replaced"}
+	kinds := map[entryKind]string{entryMessage: "message", entryNumbered: "numbered", entryKick: "kick", entryReplaced: "replaced", entryReturned: "returned"}
 	for _, tc := range []struct {
 		name   string
 		e      entry
@@ -68,6 +69,7 @@ func TestInboxEntries(t *testing.T) {
 			`#1k 1gfsqnqm-7 user disconnected`, ` 1gfsqnqm-7 user disconnected`},
 		{"kick, empty reason", entry{kind: entryKick, id: "3"}, `#1k 3 `, ` 3 `},
 		{"replaced", entry{kind: entryReplaced, id: "1gfsqnqm-7"}, `#1r 1gfsqnqm-7`, ``},
+		{"returned", entry{kind: entryReturned, id: "1gfsqnqm-7"}, `#1e 1gfsqnqm-7`, ``},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, v := range []struct {

@@ -157,6 +157,10 @@ func (b *Broker) consume(s *server) {
 				if r, ok := s.h.(broker.Replacer); ok {
 					r.Replaced(e.id)
 				}
+			case e.kind == entryReturned: // from DisconnectWith on the server it was taken from
+				if r, ok := s.h.(broker.Returner); ok {
+					r.Returned(e.id)
+				}
 			case e.kind == entryNumbered:
 				if last == nil {
 					last = make(map[string]uint64)

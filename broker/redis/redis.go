@@ -747,6 +747,9 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 		return broker.Resumed{}, b.fail(op, fmt.Errorf("last seq %q: %w", last, err))
 	}
 	r := broker.Resumed{Acked: acked == "1"}
+	if from, err := res[1].ToString(); err == nil && from != "" && from != serverID && strings.HasSuffix(from, serverMark) {
+		r.From = from // told through its inbox (entry_replaced)
+	}
 	if r.Acked {
 		r.Seq = seq
 	}
@@ -793,14 +796,25 @@ func (b *Broker) Ack(ctx context.Context, clientID string, seq uint64) error {
 // Disconnect marks the client away if the directory still places it on
 // serverID: its session and mailbox then live for MailboxTTL.
 func (b *Broker) Disconnect(ctx context.Context, clientID, serverID string) error {
-	return b.DisconnectWith(ctx, clientID, serverID, nil)
+	return b.disconnect(ctx, clientID, serverID, b.lua.disconnect, b.cfg.Prefix, clientID, serverID, b.ttlArg)
 }
 
 // DisconnectWith is Disconnect for a server that took the messages unsent
 // for the client and did not write them: in one script, the client goes
-// away and they are pushed back at the head of its mailbox (or to the
-// inbox of the server it moved to).
+// away and they are pushed back at the head of its mailbox (or, for a
+// client that moved, at the head of its mailbox with a returned entry in
+// its new server's inbox).
 func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, unsent [][]byte) error {
+	args := make([]string, 0, 6+len(unsent))
+	args = append(args, b.cfg.Prefix, clientID, serverID, b.ttlArg, b.sizeArg, b.bytesArg)
+	for _, d := range unsent {
+		args = append(args, string(d))
+	}
+	return b.disconnect(ctx, clientID, serverID, b.lua.disconnectWith, args...)
+}
+
+// disconnect forgets the client locally for serverID and runs script.
+func (b *Broker) disconnect(ctx context.Context, clientID, serverID string, script *rueidis.Lua, args ...string) error {
 	op := "disconnect " + clientID
 	if err := b.enter(ctx, op); err != nil {
 		return err
@@ -810,18 +824,7 @@ func (b *Broker) DisconnectWith(ctx context.Context, clientID, serverID string, 
 		delete(s.clients, clientID)
 	}
 	b.mu.Unlock()
-	var err error
-	if len(unsent) == 0 {
-		err = b.run(ctx, b.lua.disconnect, b.cfg.Prefix, clientID, serverID, b.ttlArg).Error()
-	} else {
-		args := make([]string, 0, 6+len(unsent))
-		args = append(args, b.cfg.Prefix, clientID, serverID, b.ttlArg, b.sizeArg, b.bytesArg)
-		for _, d := range unsent {
-			args = append(args, string(d))
-		}
-		err = b.run(ctx, b.lua.disconnectWith, args...).Error()
-	}
-	if err != nil {
+	if err := b.run(ctx, script, args...).Error(); err != nil {
 		return b.fail(op, err)
 	}
 	return nil

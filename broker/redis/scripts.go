@@ -74,7 +74,13 @@ local function entry_replaced(sid, id)
   if reads_v1(sid) then return '#1r ' .. id end
   return nil
 end
-local kinds = {m = 'message', n = 'numbered', k = 'kick', r = 'replaced'}
+-- entry_returned returns the returned entry of client id, or nil for a
+-- server that does not read them.
+local function entry_returned(sid, id)
+  if reads_v1(sid) then return '#1e ' .. id end
+  return nil
+end
+local kinds = {m = 'message', n = 'numbered', k = 'kick', r = 'replaced', e = 'returned'}
 -- parse_entry returns the kind of entry e ('message', 'numbered', 'kick'
 -- or 'replaced'), the client id, the number (numbered only) and the data
 -- (the reason of a kick); nothing for a malformed entry. It reads both
@@ -83,7 +89,7 @@ local function parse_entry(e)
   if string.byte(e, 1) == 35 then -- '#': version 1
     local kind = kinds[string.sub(e, 3, 3)]
     if not kind or string.sub(e, 1, 2) ~= '#1' or string.sub(e, 4, 4) ~= ' ' then return nil end
-    if kind == 'replaced' then
+    if kind == 'replaced' or kind == 'returned' then
       local id = string.sub(e, 5)
       if id == '' or string.find(id, ' ', 1, true) then return nil end
       return kind, id, nil, nil
@@ -398,7 +404,20 @@ if not srv then return 0 end
 local last = #ARGV
 if acked then last = 6 end
 if srv ~= '' and srv ~= sid then
-  for i = 7, last do redis.call('RPUSH', inbox_key(srv), entry_message(srv, id, ARGV[i])) end
+  local e = entry_returned(srv, id)
+  if not e then
+    for i = 7, last do redis.call('RPUSH', inbox_key(srv), entry_message(srv, id, ARGV[i])) end
+    return 2
+  end
+  -- The server that holds the client now takes them from the head of its
+  -- mailbox when told.
+  local added = 0
+  for i = last, 7, -1 do
+    redis.call('LPUSH', mail_key(id), ARGV[i])
+    added = added + #ARGV[i]
+  end
+  if added > 0 then bound_mail(id, tonumber(ARGV[5]), tonumber(ARGV[6]), false, nil, nil, added) end
+  redis.call('RPUSH', inbox_key(srv), e)
   return 2
 end
 if srv == sid then au = go_away(id, sid, now, tonumber(ARGV[4])) end
