@@ -152,6 +152,7 @@
 //	numbered  "#1n <client id> <seq> <data>"   "<client id>#<seq> <data>"
 //	kick      "#1k <client id> <reason>"       " <client id> <reason>"
 //	replaced  "#1r <client id>"                (none)
+//	returned  "#1e <client id>"                (none)
 //
 // Nodes of the releases before version 1 read version 0 only. So that
 // both share a cluster during a rolling restart, a server's id tells the
