@@ -176,6 +176,10 @@ type Broker struct {
 	roomPrefix, inboxPrefix, wakePrefix     string
 	statsKeys                               []string
 	sizeArg, bytesArg, ttlArg, deadAfterArg string
+	// liveArg is how recent a server's heartbeat must be for a Resume to
+	// count on it handing back what it had not written (Resumed.From):
+	// two heartbeat intervals.
+	liveArg string
 
 	ctx       context.Context // background work; canceled by Close
 	cancel    context.CancelFunc
@@ -313,6 +317,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		bytesArg:     strconv.Itoa(cfg.MailboxBytes),
 		ttlArg:       ms(cfg.MailboxTTL),
 		deadAfterArg: ms(cfg.DeadAfter),
+		liveArg:      ms(2 * cfg.HeartbeatInterval),
 		stop:         make(chan struct{}),
 		servers:      make(map[string]*server),
 		rooms:        make(map[string]*room),
@@ -718,7 +723,7 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 		return broker.Resumed{}, unknownServer(op, serverID)
 	}
 	hash := sessionHash(session)
-	res, err := b.run(ctx, b.lua.resume, b.cfg.Prefix, clientID, serverID, hash, strconv.FormatUint(ack, 10)).ToArray()
+	res, err := b.run(ctx, b.lua.resume, b.cfg.Prefix, clientID, serverID, hash, strconv.FormatUint(ack, 10), b.liveArg).ToArray()
 	if err != nil {
 		return broker.Resumed{}, b.fail(op, err)
 	}
@@ -747,8 +752,8 @@ func (b *Broker) Resume(ctx context.Context, clientID, session, serverID string,
 		return broker.Resumed{}, b.fail(op, fmt.Errorf("last seq %q: %w", last, err))
 	}
 	r := broker.Resumed{Acked: acked == "1"}
-	if from, err := res[1].ToString(); err == nil && from != "" && from != serverID && strings.HasSuffix(from, serverMark) {
-		r.From = from // told through its inbox (entry_replaced)
+	if from, err := res[6].ToString(); err == nil {
+		r.From = from // told through its inbox (entry_replaced), and alive
 	}
 	if r.Acked {
 		r.Seq = seq

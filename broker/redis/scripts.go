@@ -359,19 +359,26 @@ local f = redis.call('HMGET', client_key(id), 'session', 'user', 'seq')
 if f[1] ~= ARGV[4] then return {1} end
 local ack = capped_ack(ARGV[5], f[3])
 take_client(id, srv, sid)
+-- from: the server the client is taken from, when it is told and its
+-- heartbeat is recent enough (ARGV[6] ms) to count on its hand-back.
+local from = ''
 if srv ~= '' and srv ~= sid then
   local e = entry_replaced(srv, id)
-  if e then redis.call('RPUSH', inbox_key(srv), e) end
+  if e then
+    redis.call('RPUSH', inbox_key(srv), e)
+    local hb = tonumber(redis.call('ZSCORE', SERVERS, srv))
+    if hb and now_ms() - hb <= tonumber(ARGV[6]) then from = srv end
+  end
 end
 local mk = mail_key(id)
 if acked then
   ack_mail(id, ack)
-  return {2, srv, redis.call('LRANGE', mk, 0, -1), f[2] or '', '1', f[3] or '0'}
+  return {2, srv, redis.call('LRANGE', mk, 0, -1), f[2] or '', '1', f[3] or '0', from}
 end
 local mail = redis.call('LRANGE', mk, 0, -1)
 redis.call('DEL', mk)
 redis.call('HDEL', client_key(id), 'mail_bytes')
-return {2, srv, mail, f[2] or '', '', '0'}
+return {2, srv, mail, f[2] or '', '', '0', from}
 `
 
 // luaAck: ARGV prefix, client id, seq. Drops the messages numbered up to
