@@ -216,45 +216,37 @@ func (cl *Client) doFinish(reason string) {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
 	}
-	if !cl.registered.Load() {
-		// Never recorded in the directory (its setup failed or ended
-		// early): what was delivered to it meanwhile, for the id it
-		// asked for, is sent on.
-		_, leftovers := cl.out.finish(reason)
-		leftovers = append(leftovers, cl.out.drain()...)
-		s.removeLocal(cl)
-		for _, q := range leftovers {
-			if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
-				s.reportError(&ErrorEvent{Client: cl, Err: err})
-			}
-		}
-		return
-	}
-	// The leftovers go back to the head of the client's mailbox as it
-	// goes away, ahead of anything sent to it since (or on to the server
-	// it moved to); those delivered for another id (a resume that failed)
-	// are sent on.
+	// A registered client's leftovers go back to the head of its mailbox
+	// as it goes away, ahead of anything sent to it since (or on to the
+	// server it moved to). Those delivered for another id (a resume that
+	// failed), all of them for a client never recorded in the directory,
+	// and what reached it meanwhile are sent on, as any message sent to it
+	// now would be.
+	registered := cl.registered.Load()
 	reason, leftovers := cl.out.finish(reason)
 	var own [][]byte
 	var others []queued
 	for _, q := range leftovers {
-		if q.id == cl.id {
+		if registered && q.id == cl.id {
 			own = append(own, q.frame)
 		} else {
 			others = append(others, q)
 		}
 	}
-	if err := s.broker.DisconnectWith(ctx, cl.id, s.id, own); err != nil {
-		s.reportError(&ErrorEvent{Client: cl, Err: err})
+	if registered {
+		if err := s.broker.DisconnectWith(ctx, cl.id, s.id, own); err != nil {
+			s.reportError(&ErrorEvent{Client: cl, Err: err})
+		}
 	}
-	// What reached the client meanwhile goes after them, as any message
-	// sent to it now would.
 	others = append(others, cl.out.drain()...)
 	s.removeLocal(cl)
 	for _, q := range others {
 		if err := s.broker.Send(ctx, q.id, q.frame); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 			s.reportError(&ErrorEvent{Client: cl, Err: err})
 		}
+	}
+	if !registered {
+		return
 	}
 	s.log.Debug("client left", "client", cl.id, "reason", reason)
 	if s.onDisconnect != nil {

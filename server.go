@@ -541,15 +541,20 @@ func (s *Server) awaitReturned(ctx context.Context, cl *Client, wait bool, mail 
 	}
 	select {
 	case <-cl.returned:
+		return append(s.handedBack(ctx, cl), mail...)
 	default:
 		return mail
 	}
+}
+
+// handedBack takes the mail at the head of the mailbox of cl, which this
+// server holds, with a Resume (which moves nothing).
+func (s *Server) handedBack(ctx context.Context, cl *Client) []broker.Mail {
 	r, err := s.broker.Resume(ctx, cl.id, sessionKey(cl.secret, cl.userID), s.id, 0)
 	if err != nil {
 		s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("take the mail handed back for client %s: %w", cl.id, err)})
-		return mail
 	}
-	return append(r.Mail, mail...)
+	return r.Mail
 }
 
 // Returned takes what the server the client was taken from handed back
@@ -577,12 +582,7 @@ func (s *Server) takeReturned(cl *Client) {
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 		defer cancel()
-		r, err := s.broker.Resume(ctx, cl.id, sessionKey(cl.secret, cl.userID), s.id, 0)
-		if err != nil {
-			s.reportError(&ErrorEvent{Client: cl, Err: fmt.Errorf("take the mail handed back for client %s: %w", cl.id, err)})
-			return
-		}
-		for _, m := range r.Mail {
+		for _, m := range s.handedBack(ctx, cl) {
 			if !cl.out.deliver(cl.id, m.Data) {
 				if err := s.broker.Send(ctx, cl.id, m.Data); err != nil && !errors.Is(err, broker.ErrUnknownClient) {
 					s.reportError(&ErrorEvent{Client: cl, Err: err})
@@ -609,9 +609,7 @@ func (h brokerHandler) Replaced(clientID string) {
 	if cl == nil {
 		return
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		// A connection still being set up may be resuming back here:
 		// its Resume decides, then the directory says who holds it.
 		<-cl.welcomed
@@ -623,7 +621,7 @@ func (h brokerHandler) Replaced(clientID string) {
 		}
 		cl.closeWith(transport.ClosePolicy, replacedReason)
 		cl.finish(replacedReason)
-	}()
+	})
 }
 
 // Server implements what the broker may ask of it.
