@@ -343,7 +343,7 @@ func (s *Server) setup(cl *Client, cq connectQuery) {
 	var mail []broker.Mail
 	resumed := false
 	cl.out.setAcks(cq.acks, 0)
-	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.mayReplace(id, secret, cl.userID) && s.takeOver(cl, id, secret) {
+	if id, secret, ok := parseToken(cq.session); ok && validSecret(secret) && s.takeOver(cl, id, secret) {
 		if cl.leaving() {
 			// Closed (by its peer or a newer connection) while it waited:
 			// nothing to resume for.
@@ -434,22 +434,6 @@ func parseToken(token string) (id, secret string, ok bool) {
 	return token[:i], token[i+1:], true
 }
 
-// mayReplace reports whether a connection of userID presenting secret may
-// take the place of a local client with the same id, if there is one: only
-// with the right secret and the same user, so that a wrong token cannot
-// push a connected client off.
-func (s *Server) mayReplace(id, secret, userID string) bool {
-	old := s.Client(id)
-	if old == nil || !old.registered.Load() {
-		return true // takeOver checks it once its session is verified
-	}
-	if subtle.ConstantTimeCompare([]byte(old.secret), []byte(secret)) == 1 && old.userID == userID {
-		return true
-	}
-	s.log.Debug("session not resumed: wrong secret for a connected client", "client", id)
-	return false
-}
-
 // replaceLocal records cl as the local client with its id. A previous local
 // client with the same id (the same client reconnecting before its old
 // connection was noticed closed) is closed and finished first.
@@ -475,7 +459,8 @@ func (s *Server) replaceLocal(cl *Client) {
 
 // takeOver records cl as the local client id for a resume presenting
 // secret, closing the previous local client with that id only if it holds
-// the same secret and user; one whose setup is still under way (its
+// the same secret and user, so that a wrong token cannot push a connected
+// client off; one whose setup is still under way (its
 // session not verified by the broker yet) is waited for first. It reports
 // false when a verified local client holds the id with another secret.
 func (s *Server) takeOver(cl *Client, id, secret string) bool {
@@ -506,6 +491,7 @@ func (s *Server) takeOver(cl *Client, id, secret string) bool {
 			select {
 			case <-old.welcomed:
 				if old.registered.Load() && s.Client(id) == old {
+					s.log.Debug("session not resumed: wrong secret for a connected client", "client", id)
 					return false
 				}
 			case <-cl.ctx.Done():
